@@ -1,0 +1,355 @@
+"""The live objects of a run: `ExecutionHandle` and `StepHandle`."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ..errors import ExecutionSealed
+from ..record import (
+    EXECUTION_ENDED,
+    EXECUTION_STARTED,
+    LOG,
+    STEP_ENDED,
+    STEP_STARTED,
+    Blob,
+    Event,
+    build_event,
+    failure_class_for,
+    genesis_hash,
+    now_ts,
+    now_us,
+)
+from ._capture import capture
+from ._host import hostname, proc_start
+from ._writer import Writer
+
+SDK_NAME = "execord-python"
+_MESSAGE_CHARS = 4000
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    """``{type, message}`` of an exception, the type qualified by its module."""
+    t = type(exc)
+    name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<str() failed>"
+    return {"type": name, "message": message[:_MESSAGE_CHARS]}
+
+
+class StepHandle:
+    """One step while it runs: give it an output or usage before it ends.
+
+    Attributes:
+        id: the step's id (UUIDv7).
+        kind: llm, tool, retrieval, agent or custom.
+        name: the step's name.
+        parent_step_id: the enclosing step, if any.
+        execution: the execution it belongs to.
+    """
+
+    __slots__ = (
+        "id", "kind", "name", "parent_step_id", "execution", "_t0", "output", "has_output",
+        "usage", "cost_micros", "price_source", "ended",
+    )
+
+    def __init__(self, execution: ExecutionHandle, step_id: str, kind: str, name: str, parent_step_id: str | None):
+        self.execution = execution
+        self.id = step_id
+        self.kind = kind
+        self.name = name
+        self.parent_step_id = parent_step_id
+        self._t0 = time.perf_counter_ns()
+        self.output: Any = None
+        self.has_output = False
+        self.usage: dict[str, int] | None = None
+        self.cost_micros: int | None = None
+        self.price_source: str | None = None
+        self.ended = False
+
+    def set_output(self, value: Any) -> None:
+        """Record ``value`` as the step's output (a context-managed step has no return value)."""
+        self.output = value
+        self.has_output = True
+
+    def record_usage(
+        self,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_input_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        cost_micros: int | None = None,
+        price_source: str | None = None,
+    ) -> None:
+        """Record the tokens (and, if known, the cost in micro-USD) an LLM step used."""
+        self.usage = {
+            "input_tokens": int(input_tokens),
+            "output_tokens": int(output_tokens),
+            "cached_input_tokens": int(cached_input_tokens),
+            "reasoning_tokens": int(reasoning_tokens),
+        }
+        if cost_micros is not None:
+            self.cost_micros = int(cost_micros)
+        self.price_source = price_source
+
+    def latency_ms(self) -> float:
+        """Milliseconds since the step started, to the microsecond."""
+        return round((time.perf_counter_ns() - self._t0) / 1e6, 3)
+
+
+class ExecutionHandle:
+    """One running execution. Get it from `execord.current()` or ``with execord.execution()``.
+
+    Attributes:
+        id: the execution's id (UUIDv7).
+        workflow: the workflow's name.
+        agent: the agent's name.
+        execution_type: what kind of run this is (``workflow`` unless said otherwise).
+        parent_execution_id: the execution this one was started inside, if any.
+        labels: the labels given at start.
+        status: running, awaiting_approval, or the terminal status once ended.
+    """
+
+    def __init__(
+        self,
+        writer: Writer,
+        settings: dict[str, Any],
+        *,
+        execution_id: str,
+        workflow: str,
+        workflow_version: str | None,
+        agent: str,
+        execution_type: str,
+        parent_execution_id: str | None,
+        labels: dict[str, str],
+    ):
+        self._writer = writer
+        self._settings = settings
+        self.id = execution_id
+        self.workflow = workflow
+        self.workflow_version = workflow_version
+        self.agent = agent
+        self.execution_type = execution_type
+        self.parent_execution_id = parent_execution_id
+        self.labels = labels
+        self.status = "running"
+        self._seq = 0
+        self._last = genesis_hash(execution_id)
+        self._t0_us = now_us()
+        self.steps = 0
+        self.llm_calls = 0
+        self.tool_calls = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost_micros = 0
+        # id(exc) -> (exc, step_id, kind): where an exception was first seen leaving a step.
+        self._step_errors: dict[int, tuple[BaseException, str, str]] = {}
+        self.output: Any = None
+        self.has_output = False
+
+    def __repr__(self) -> str:
+        return f"<Execution {self.id} {self.workflow!r} {self.status}>"
+
+    # -- recording -----------------------------------------------------------------------
+
+    def _emit(
+        self,
+        type_: str,
+        attrs: dict[str, Any],
+        *,
+        step_id: str | None = None,
+        parent_step_id: str | None = None,
+        blobs: tuple[Blob, ...] = (),
+        barrier: bool = False,
+        final_status: str | None = None,
+    ) -> Event:
+        w = self._writer
+        with w.lock:
+            if self.status not in ("running", "awaiting_approval"):
+                raise ExecutionSealed(self.id, self.status)
+            e = build_event(
+                self.id, self._seq, type_, now_ts(), attrs, self._last,
+                step_id=step_id, parent_step_id=parent_step_id,
+            )
+            if barrier or w.strict:
+                w.barrier((e,), blobs)  # raises RecordError before seq moves on
+            else:
+                w.defer((e,), blobs)
+            self._seq = e.seq + 1
+            self._last = e.hash
+            if final_status is not None:
+                self.status = final_status  # under the lock: no event can follow the end
+            return e
+
+    def _capture(self, value: Any) -> tuple[dict[str, Any] | None, tuple[Blob, ...]]:
+        if not self._settings["capture"]:
+            return None, ()
+        blob = capture(value, self._settings["max_value_bytes"])
+        return blob.ref(), (blob,)
+
+    def start(self, inputs: Any, governance_version: str | None = None) -> None:
+        """Write ``execution.started`` (committed before the workflow body runs)."""
+        ref, blobs = self._capture(inputs)
+        s = self._settings
+        pid = os.getpid()
+        self._emit(
+            EXECUTION_STARTED,
+            {
+                "agent": {"name": self.agent, "version": s["agent_version"], "roles": list(s["roles"])},
+                "workflow": {"name": self.workflow, "version": self.workflow_version},
+                "execution_type": self.execution_type,
+                "parent_execution_id": self.parent_execution_id,
+                "labels": self.labels,
+                "inputs": ref,
+                "governance_version": governance_version,
+                "sdk": {"name": SDK_NAME, "version": _sdk_version()},
+                "host": {"hostname": hostname(), "pid": pid, "proc_start": proc_start(pid)},
+                "lease_s": s["lease_s"],
+            },
+            blobs=blobs,
+            barrier=True,
+        )
+        with self._writer.lock:
+            self._writer.live[self.id] = self
+        self._writer.ensure_threads()
+
+    def start_step(
+        self,
+        kind: str,
+        name: str,
+        input_value: Any,
+        parent_step_id: str | None,
+        step_id: str,
+        extra: dict[str, Any] | None = None,
+    ) -> StepHandle:
+        """Write ``step.started`` (committed before the step body runs) and return its handle."""
+        ref, blobs = self._capture(input_value)
+        attrs: dict[str, Any] = {"kind": kind, "name": name, "input": ref}
+        if extra:
+            attrs.update(extra)
+        self._emit(STEP_STARTED, attrs, step_id=step_id, parent_step_id=parent_step_id, blobs=blobs, barrier=True)
+        return StepHandle(self, step_id, kind, name, parent_step_id)
+
+    def end_step(self, step: StepHandle, *, result: Any = None, error: BaseException | None = None) -> None:
+        """Write ``step.ended`` (queued; committed by the next barrier or the flusher)."""
+        if step.ended:
+            return
+        step.ended = True
+        latency = step.latency_ms()
+        if error is None:
+            ref, blobs = self._capture(step.output if step.has_output else result)
+            status, err = "ok", None
+        else:
+            ref, blobs = None, ()
+            status, err = "error", error_info(error)
+            self._step_errors.setdefault(id(error), (error, step.id, step.kind))
+        self._count(step)
+        self._emit(
+            STEP_ENDED,
+            {
+                "status": status,
+                "output": ref,
+                "error": err,
+                "usage": step.usage,
+                "cost_micros": step.cost_micros,
+                "price_source": step.price_source,
+                "latency_ms": latency,
+            },
+            step_id=step.id,
+            parent_step_id=step.parent_step_id,
+            blobs=blobs,
+        )
+
+    def _count(self, step: StepHandle) -> None:
+        self.steps += 1
+        if step.kind == "llm":
+            self.llm_calls += 1
+        elif step.kind == "tool":
+            self.tool_calls += 1
+        if step.usage:
+            self.input_tokens += step.usage["input_tokens"]
+            self.output_tokens += step.usage["output_tokens"]
+        if step.cost_micros is not None:
+            self.cost_micros += step.cost_micros
+
+    def log(self, message: str, *, level: str = "info", step_id: str | None = None, data: Any = None) -> None:
+        """Append a ``log`` event."""
+        from ._capture import to_jsonable
+
+        if level not in ("debug", "info", "warning", "error"):
+            level = "info"
+        self._emit(LOG, {"level": level, "message": str(message)[:_MESSAGE_CHARS], "data": to_jsonable(data)}, step_id=step_id)
+
+    def set_output(self, value: Any) -> None:
+        """Record ``value`` as the execution's output (``with execution()`` has no return value)."""
+        self.output = value
+        self.has_output = True
+
+    def totals_dict(self) -> dict[str, int]:
+        """The running totals (DESIGN §3 ``execution.ended`` totals)."""
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_micros": self.cost_micros,
+            "llm_calls": self.llm_calls,
+            "tool_calls": self.tool_calls,
+            "steps": self.steps,
+            "duration_ms": (now_us() - self._t0_us) // 1000,
+        }
+
+    def _error_origin(self, exc: BaseException) -> tuple[str | None, str | None]:
+        """(step_id, kind) of the step an exception came out of, following its causes."""
+        seen: set[int] = set()
+        e: BaseException | None = exc
+        while e is not None and id(e) not in seen:
+            seen.add(id(e))
+            hit = self._step_errors.get(id(e))
+            if hit is not None and hit[0] is e:
+                return hit[1], hit[2]
+            e = e.__cause__ or e.__context__
+        return None, None
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Write ``execution.ended`` and the seal (one transaction).
+
+        An ``Exception`` ends the execution ``failed``; a ``BaseException`` that is not an
+        ``Exception`` (KeyboardInterrupt, SystemExit, task cancellation) ends it
+        ``interrupted``: the process was stopped rather than the workflow failing.
+        """
+        err = None
+        step_kind = None
+        if error is None:
+            status = "succeeded"
+        else:
+            status = "failed" if isinstance(error, Exception) else "interrupted"
+            err = error_info(error)
+            step_id, step_kind = self._error_origin(error)
+            err["step_id"] = step_id
+            err["step_kind"] = step_kind
+        ref, blobs = (None, ())
+        if error is None and self.has_output:
+            ref, blobs = self._capture(self.output)
+        attrs = {
+            "status": status,
+            "error": err,
+            "halt": None,
+            "cancel": None,
+            "totals": self.totals_dict(),
+            "failure_class": failure_class_for(status, error_step_kind=step_kind),
+            "output": ref,
+        }
+        try:
+            self._emit(EXECUTION_ENDED, attrs, blobs=blobs, barrier=True, final_status=status)
+        finally:
+            with self._writer.lock:
+                self._writer.live.pop(self.id, None)
+
+
+def _sdk_version() -> str:
+    from .. import __version__
+
+    return __version__

@@ -1,0 +1,122 @@
+"""Finding executions: the filter, its SQL, and the summary shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+SUMMARY_KEYS = (
+    "id", "status", "agent", "workflow", "execution_type", "started_at", "ended_at",
+    "duration_ms", "totals", "halt", "error", "failure_class", "governance_version", "sealed",
+    "labels", "parent_execution_id", "cancel",
+)
+
+
+@dataclass
+class ExecutionFilter:
+    """What `list_executions` returns: every field narrows; None means any.
+
+    Attributes:
+        statuses: any of these statuses.
+        workflow: this workflow name.
+        agent: this agent name.
+        failure_class: this failure class.
+        execution_type: this execution type.
+        since_us: started at or after (µs since the epoch).
+        until_us: started before (µs since the epoch).
+        labels: every one of these label key=value pairs.
+        id_prefix: ids starting with this.
+        before: a cursor, (started_us, id) of the last row of the previous page.
+        limit: at most this many rows.
+        project: the project the rows belong to.
+    """
+
+    statuses: list[str] | None = None
+    workflow: str | None = None
+    agent: str | None = None
+    failure_class: str | None = None
+    execution_type: str | None = None
+    since_us: int | None = None
+    until_us: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    id_prefix: str | None = None
+    before: tuple[int, str] | None = None
+    limit: int = 50
+    project: str = "default"
+
+
+def list_sql(f: ExecutionFilter) -> tuple[str, list[Any]]:
+    """The SELECT for a filter: newest first, ties broken by id, stable under inserts."""
+    where = ["project = ?"]
+    params: list[Any] = [f.project]
+    if f.statuses:
+        where.append(f"status IN ({','.join('?' * len(f.statuses))})")
+        params.extend(f.statuses)
+    for column, value in (
+        ("workflow", f.workflow), ("agent", f.agent), ("failure_class", f.failure_class),
+        ("execution_type", f.execution_type),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if f.since_us is not None:
+        where.append("started_us >= ?")
+        params.append(f.since_us)
+    if f.until_us is not None:
+        where.append("started_us < ?")
+        params.append(f.until_us)
+    for key, value in f.labels.items():
+        where.append(
+            "EXISTS (SELECT 1 FROM execution_labels l WHERE l.execution_id = executions.id"
+            " AND l.key = ? AND l.value = ?)"
+        )
+        params.extend([key, value])
+    if f.id_prefix:
+        where.append("id LIKE ? ESCAPE '\\'")
+        params.append(f.id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    if f.before is not None:
+        where.append("(started_us < ? OR (started_us = ? AND id < ?))")
+        params.extend([f.before[0], f.before[0], f.before[1]])
+    sql = (
+        f"SELECT * FROM executions WHERE {' AND '.join(where)}"
+        " ORDER BY started_us DESC, id DESC LIMIT ?"
+    )
+    params.append(f.limit)
+    return sql, params
+
+
+def _loads(value: Any) -> Any:
+    return None if value is None else orjson.loads(value)
+
+
+def summary_from_row(columns: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
+    """The stable JSON summary of an execution (docs/cli.md) from its table row."""
+    r = dict(zip(columns, row, strict=True))
+    return {
+        "id": r["id"],
+        "status": r["status"],
+        "agent": r["agent"],
+        "workflow": r["workflow"],
+        "execution_type": r["execution_type"],
+        "started_at": r["started_at"],
+        "ended_at": r["ended_at"],
+        "duration_ms": r["duration_ms"],
+        "totals": {
+            "steps": r["steps"],
+            "llm_calls": r["llm_calls"],
+            "tool_calls": r["tool_calls"],
+            "input_tokens": r["input_tokens"],
+            "output_tokens": r["output_tokens"],
+            "cost_micros": r["cost_micros"],
+        },
+        "halt": _loads(r["halt"]),
+        "error": _loads(r["error"]),
+        "failure_class": r["failure_class"],
+        "governance_version": r["governance_version"],
+        "sealed": bool(r["sealed"]),
+        "labels": _loads(r["labels"]) or {},
+        "parent_execution_id": r["parent_execution_id"],
+        "cancel": _loads(r["cancel"]),
+    }

@@ -1,0 +1,126 @@
+"""The SQLite schema, as an ordered list of migrations.
+
+A database records its version in ``meta.schema_version``. Opening one applies every
+migration above that version inside one transaction; a version above `SCHEMA_VERSION`
+is refused (a newer Execord wrote it).
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+CREATE TABLE executions (
+    id                  TEXT PRIMARY KEY,
+    project             TEXT NOT NULL DEFAULT 'default',
+    agent               TEXT,
+    agent_version       TEXT,
+    workflow            TEXT,
+    workflow_version    TEXT,
+    execution_type      TEXT NOT NULL,
+    parent_execution_id TEXT,
+    status              TEXT NOT NULL,
+    failure_class       TEXT,
+    started_at          TEXT NOT NULL,
+    started_us          INTEGER NOT NULL,
+    ended_at            TEXT,
+    duration_ms         INTEGER,
+    steps               INTEGER NOT NULL DEFAULT 0,
+    llm_calls           INTEGER NOT NULL DEFAULT 0,
+    tool_calls          INTEGER NOT NULL DEFAULT 0,
+    input_tokens        INTEGER NOT NULL DEFAULT 0,
+    output_tokens       INTEGER NOT NULL DEFAULT 0,
+    cost_micros         INTEGER,
+    halt                TEXT,
+    error               TEXT,
+    cancel              TEXT,
+    governance_version  TEXT,
+    labels              TEXT NOT NULL DEFAULT '{}',
+    host                TEXT,
+    pid                 INTEGER,
+    proc_start          TEXT,
+    lease_s             INTEGER,
+    lease_expires_us    INTEGER,
+    sealed              INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX executions_by_start ON executions (project, started_us DESC, id DESC);
+CREATE INDEX executions_by_status ON executions (project, status, started_us DESC);
+CREATE INDEX executions_by_workflow ON executions (project, workflow, started_us DESC);
+CREATE INDEX executions_by_agent ON executions (project, agent, started_us DESC);
+CREATE INDEX executions_running ON executions (sealed) WHERE sealed = 0;
+
+CREATE TABLE execution_labels (
+    execution_id TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    value        TEXT NOT NULL,
+    PRIMARY KEY (execution_id, key)
+) WITHOUT ROWID;
+CREATE INDEX execution_labels_by_kv ON execution_labels (key, value);
+
+-- body: the canonical bytes that were hashed (DESIGN §4); hash: its 32 raw bytes.
+CREATE TABLE events (
+    execution_id TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    type         TEXT NOT NULL,
+    ts           TEXT NOT NULL,
+    step_id      TEXT,
+    hash         BLOB NOT NULL,
+    body         BLOB NOT NULL,
+    PRIMARY KEY (execution_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE blobs (
+    digest     TEXT PRIMARY KEY,   -- 'sha256:<hex>' of data
+    size       INTEGER NOT NULL,
+    type       TEXT NOT NULL,      -- 'json' or 'text'
+    data       BLOB                -- NULL once erased (right to erasure)
+) WITHOUT ROWID;
+
+CREATE TABLE seals (
+    execution_id       TEXT PRIMARY KEY,
+    status             TEXT NOT NULL,
+    event_count        INTEGER NOT NULL,
+    events_root        BLOB NOT NULL,
+    last_hash          BLOB NOT NULL,
+    governance_version TEXT,
+    sealed_at          TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Append-only, enforced by the database as well as by the Python API (issue #2).
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'execord: events are append-only (UPDATE refused)'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'execord: events are append-only (DELETE refused)'); END;
+CREATE TRIGGER events_not_after_seal BEFORE INSERT ON events
+WHEN EXISTS (SELECT 1 FROM seals WHERE execution_id = NEW.execution_id)
+BEGIN SELECT RAISE(ABORT, 'execord: execution is sealed (INSERT refused)'); END;
+
+CREATE TRIGGER seals_no_update BEFORE UPDATE ON seals
+BEGIN SELECT RAISE(ABORT, 'execord: seals are immutable (UPDATE refused)'); END;
+CREATE TRIGGER seals_no_delete BEFORE DELETE ON seals
+BEGIN SELECT RAISE(ABORT, 'execord: seals are immutable (DELETE refused)'); END;
+
+-- A blob's bytes may be erased (set to NULL); its digest, size and type never change.
+CREATE TRIGGER blobs_no_rewrite BEFORE UPDATE ON blobs
+WHEN NEW.digest IS NOT OLD.digest OR NEW.size IS NOT OLD.size OR NEW.type IS NOT OLD.type
+  OR NEW.data IS NOT NULL
+BEGIN SELECT RAISE(ABORT, 'execord: blobs are content-addressed (only erasure allowed)'); END;
+CREATE TRIGGER blobs_no_delete BEFORE DELETE ON blobs
+BEGIN SELECT RAISE(ABORT, 'execord: blobs are never deleted (erase the bytes instead)'); END;
+
+-- The summary row is a projection that may change until the execution is sealed.
+CREATE TRIGGER executions_frozen_after_seal BEFORE UPDATE ON executions
+WHEN OLD.sealed = 1
+BEGIN SELECT RAISE(ABORT, 'execord: execution is sealed (UPDATE refused)'); END;
+CREATE TRIGGER executions_no_delete BEFORE DELETE ON executions
+BEGIN SELECT RAISE(ABORT, 'execord: executions are never deleted'); END;
+CREATE TRIGGER execution_labels_no_update BEFORE UPDATE ON execution_labels
+BEGIN SELECT RAISE(ABORT, 'execord: labels are fixed at start (UPDATE refused)'); END;
+CREATE TRIGGER execution_labels_no_delete BEFORE DELETE ON execution_labels
+BEGIN SELECT RAISE(ABORT, 'execord: labels are never deleted'); END;
+""",
+    ),
+]
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
