@@ -10,6 +10,14 @@ from ._query import SUMMARY_KEYS, ExecutionFilter
 from ._schema import SCHEMA_VERSION
 from ._sqlite import SQLiteStore
 from ._verify import VerifyReport, verify_store
+from ._views import (
+    blob_value,
+    execution_detail,
+    export_record,
+    relative_ms,
+    step_depths,
+    steps_from_events,
+)
 
 DEFAULT_DB = os.path.join(".execord", "execord.db")
 
@@ -37,6 +45,12 @@ __all__ = [
     "Store",
     "Tip",
     "VerifyReport",
+    "blob_value",
+    "execution_detail",
+    "export_record",
     "open_store",
+    "relative_ms",
+    "step_depths",
+    "steps_from_events",
     "verify_store",
 ]

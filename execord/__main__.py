@@ -1,0 +1,5 @@
+"""``python -m execord`` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,142 @@
+"""What every command shares: the --db and --format options, opening the store, output."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+
+from ..errors import ConfigError
+from ..record import format_ts, parse_ts
+from ..runtime import reap
+from ..store import DEFAULT_DB, Store, open_store
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar="EXECORD_DB", help="The SQLite file [default: ./.execord/execord.db].", show_default=False),
+]
+FormatOption = Annotated[
+    str, typer.Option("--format", "-f", help="Output format: table or json.", case_sensitive=False)
+]
+
+# Piped output is read by scripts and grep: give tables room instead of the default 80 columns.
+_PIPE_WIDTH = max(int(os.environ.get("COLUMNS") or 0), 220)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
+err_console = Console(stderr=True, highlight=False)
+
+
+def check_format(fmt: str) -> str:
+    """Accept ``table`` or ``json``; anything else is a usage error."""
+    fmt = fmt.lower()
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter(f"unknown format {fmt!r}: use table or json", param_hint="--format")
+    return fmt
+
+
+def store_from(db: str | None, *, create: bool = False) -> Store:
+    """Open the store for a command, sealing executions of dead processes first."""
+    store = open_store(db or DEFAULT_DB, create=create)
+    reap(store)
+    return store
+
+
+def print_json(value: Any) -> None:
+    """Write ``value`` as indented JSON on stdout."""
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.flush()
+
+
+_REL = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_when(text: str, *, option: str) -> int:
+    """``15m``/``2h``/``7d`` ago, or an ISO 8601 time, as µs since the epoch."""
+    m = _REL.match(text)
+    if m:
+        delta = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        when = datetime.now(UTC) - delta
+    else:
+        try:
+            when = parse_ts(text)
+        except ValueError:
+            raise ConfigError(
+                f"{option} {text!r} is neither a duration like 15m, 2h, 7d nor an ISO time like 2026-11-01T09:00"
+            ) from None
+    return int(when.timestamp()) * 1_000_000 + when.microsecond
+
+
+def parse_labels(items: list[str] | None) -> dict[str, str]:
+    """``k=v`` pairs into a dict."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--label {item!r} must look like key=value")
+        out[key] = value
+    return out
+
+
+def fmt_duration(ms: int | None) -> str:
+    """1234 → '1.2s'; None → '-'."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f}s"
+    minutes, seconds = divmod(ms // 1000, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def fmt_cost(micros: int | None) -> str:
+    """Micro-USD as dollars, to the micro-dollar: 1234 → '$0.001234', 2_500_000 → '$2.50'."""
+    if micros is None:
+        return "-"
+    dollars, rest = divmod(micros, 1_000_000)
+    if rest % 10_000 == 0:
+        return f"${dollars}.{rest // 10_000:02d}"
+    return f"${dollars}.{rest:06d}".rstrip("0")
+
+
+def fmt_time(ts: str | None) -> str:
+    """An event timestamp shortened for tables (UTC, to the second)."""
+    if not ts:
+        return "-"
+    return ts[:19].replace("T", " ")
+
+
+STATUS_STYLE = {
+    "running": "cyan",
+    "awaiting_approval": "magenta",
+    "succeeded": "green",
+    "failed": "red",
+    "halted": "yellow",
+    "cancelled": "bright_black",
+    "interrupted": "red3",
+}
+
+
+def status_text(status: str) -> str:
+    """A status wrapped in its colour markup."""
+    style = STATUS_STYLE.get(status, "white")
+    return f"[{style}]{status}[/{style}]"
+
+
+def now_iso() -> str:
+    """The current time as an event timestamp."""
+    return format_ts(int(datetime.now(UTC).timestamp() * 1_000_000))
+
+
+def is_tty() -> bool:
+    """True when stdin and stdout are terminals (interactive use)."""
+    return sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("CI") is None

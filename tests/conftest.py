@@ -1,0 +1,73 @@
+"""Shared fixtures: a real SQLite store under tmp_path, a recorder bound to it, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import execord
+from execord.runtime import Execord, set_default
+from execord.store import SQLiteStore, open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No EXECORD_* leaks in from the developer's shell; each test runs in its own folder."""
+    for key in list(os.environ):
+        if key.startswith("EXECORD_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    yield
+    set_default(None)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    """Where this test's SQLite store lives."""
+    return str(tmp_path / "execord.db")
+
+
+@pytest.fixture
+def engine(db_path: str) -> Iterator[Execord]:
+    """The default recorder, writing to this test's store (what `execord.init` makes)."""
+    ex = execord.init(agent="test-agent", db=db_path)
+    yield ex
+    set_default(None)
+
+
+@pytest.fixture
+def store(db_path: str) -> Iterator[SQLiteStore]:
+    """A second, independent connection to this test's store (as another process would see it)."""
+    s = open_store(db_path)
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real ``execord`` command in a child process."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EXECORD_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "execord", *args], capture_output=True, text=True,
+        env=full_env, input=input, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def cli(db_path: str) -> Any:
+    """``cli("executions", "list")`` runs the real command against this test's store."""
+
+    def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        env = {"EXECORD_DB": db_path, **kw.pop("env", {})}
+        return run_cli(*args, env=env, **kw)
+
+    return run
