@@ -40,7 +40,14 @@ from ._events import (
     validate_attrs,
 )
 from ._ids import is_uuid, uuid7
-from ._merkle import EMPTY_ROOT, events_root, leaf_hash, merkle_root, node_hash, root_from_leaf_hashes
+from ._merkle import (
+    EMPTY_ROOT,
+    events_root,
+    leaf_hash,
+    merkle_root,
+    node_hash,
+    root_from_leaf_hashes,
+)
 from ._status import (
     HALT_REASONS,
     TERMINAL,
@@ -51,12 +58,11 @@ from ._status import (
     is_terminal,
 )
 from ._time import format_ts, now_ts, now_us, parse_ts, ts_to_us
-from ._verify import ChainVerifier, Problem
+from ._verify import Problem, Seal, verify_chain
 
 __all__ = [
     "BLOB_TYPES",
     "Blob",
-    "ChainVerifier",
     "Problem",
     "make_blob",
     "APPROVAL_DECIDED",
@@ -86,6 +92,7 @@ __all__ = [
     "FailureClass",
     "IllegalTransition",
     "InvalidEvent",
+    "Seal",
     "SeqConflict",
     "Status",
     "blob_ref",
@@ -111,4 +118,5 @@ __all__ = [
     "ts_to_us",
     "uuid7",
     "validate_attrs",
+    "verify_chain",
 ]

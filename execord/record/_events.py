@@ -83,7 +83,7 @@ def validate_attrs(type_: str, attrs: dict[str, Any]) -> None:
     ...
     execord.record._errors.InvalidEvent: cancel.requested is missing attrs: reason
     """
-    required = REQUIRED_ATTRS.get(type_)
+    required = REQUIRED_ATTRS.get(type_) if type(type_) is str else None
     if required is None:
         raise InvalidEvent(f"unknown event type {type_!r}; known types: {', '.join(EVENT_TYPES)}")
     if type(attrs) is not dict:
@@ -93,7 +93,7 @@ def validate_attrs(type_: str, attrs: dict[str, Any]) -> None:
         raise InvalidEvent(f"{type_} is missing attrs: {', '.join(missing)}")
     for key, allowed in _ENUMS.get(type_, {}).items():
         value = attrs[key]
-        if value is not None and value not in allowed:
+        if value is not None and (type(value) is not str or value not in allowed):
             raise InvalidEvent(
                 f"{type_} attr {key}={value!r} is not one of: {', '.join(sorted(allowed))}"
             )

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import random
+import re
 import threading
 import time
 
+# Ids need uniqueness, not secrecy: a PRNG seeded from the OS once per process (and again in
+# a forked child) saves two getrandom() system calls per id, which are dear in sandboxes.
+_rng = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _rng.seed(os.urandom(32)))
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
@@ -27,7 +33,7 @@ def uuid7() -> str:
         ms = time.time_ns() // 1_000_000
         if ms > _last_ms:
             _last_ms = ms
-            _counter = int.from_bytes(os.urandom(2), "big") & 0x7FF  # leave room to count up
+            _counter = _rng.getrandbits(11)  # leave room to count up
         else:
             _counter += 1
             if _counter > 0xFFF:  # counter exhausted: borrow the next millisecond
@@ -35,18 +41,19 @@ def uuid7() -> str:
                 _counter = 0
             ms = _last_ms
         counter = _counter
-    rand_b = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    rand_b = _rng.getrandbits(62)
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def is_uuid(text: str) -> bool:
-    """True when ``text`` is a lowercase hyphenated UUID string."""
-    if len(text) != 36 or text[8] != "-" or text[13] != "-" or text[18] != "-" or text[23] != "-":
-        return False
-    try:
-        int(text.replace("-", ""), 16)
-    except ValueError:
-        return False
-    return text == text.lower()
+    """True when ``text`` is a lowercase hyphenated UUID string (ASCII hex digits only).
+
+    >>> is_uuid("017f22e2-79b0-7cc3-98c4-dc0c0c07398f"), is_uuid("+17f22e2-79b0-7cc3-98c4-dc0c0c07398f")
+    (True, False)
+    """
+    return type(text) is str and _UUID.fullmatch(text) is not None

@@ -47,6 +47,8 @@ class FailureClass(StrEnum):
     INTERRUPTED = "interrupted"
 
 
+_ALL_STATUSES = frozenset(s.value for s in Status)
+
 HALT_REASONS: frozenset[str] = frozenset({"policy", "budget", "approval_rejected", "approval_expired"})
 
 
@@ -86,6 +88,8 @@ def failure_class_for(
     >>> failure_class_for("succeeded") is None
     True
     """
+    if status not in _ALL_STATUSES:
+        raise ValueError(f"unknown execution status {status!r}")
     if status == Status.SUCCEEDED or status == Status.RUNNING:
         return None
     if status == Status.AWAITING_APPROVAL:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 # (second, "YYYY-MM-DDTHH:MM:SS") swapped as one tuple so threads never see half an update.
-_cache: tuple[int, str] = (-1, "")
+_cache: tuple[int | None, str] = (None, "")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
 def format_ts(epoch_us: int) -> str:
@@ -21,7 +23,9 @@ def format_ts(epoch_us: int) -> str:
     sec, us = divmod(epoch_us, 1_000_000)
     cached_sec, prefix = _cache
     if sec != cached_sec:  # formatting the date part once a second is most of the win
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        t = time.gmtime(sec)
+        # Formatted by hand: strftime("%Y") does not zero-pad years before 1000.
+        prefix = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
         _cache = (sec, prefix)
     return f"{prefix}.{us:06d}Z"
 
@@ -50,5 +54,4 @@ def parse_ts(text: str) -> datetime:
 
 def ts_to_us(text: str) -> int:
     """Microseconds since the epoch for an RFC 3339 timestamp."""
-    dt = parse_ts(text)
-    return int(dt.timestamp()) * 1_000_000 + dt.microsecond
+    return (parse_ts(text) - _EPOCH) // _ONE_US  # exact integer arithmetic, no float

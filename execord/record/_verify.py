@@ -1,18 +1,26 @@
-"""Checking a stored chain and its seal, one event at a time (pure: no I/O).
+"""Checking one execution's stored chain and its seal (pure: no I/O).
 
-`ChainVerifier` is fed the stored rows of one execution in seq order, exactly as stored
+`verify_chain` is given the stored rows of one execution in seq order, exactly as stored
 (the canonical bytes and the hash), and reports the first problem it meets.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._merkle import EMPTY_ROOT, node_hash
+from ._canonical import canonical_json
+from ._events import EVENT_TYPES, SCHEMA_VERSION
+from ._merkle import root_from_leaf_hashes
 
 _PREV_KEY = b'"prev_hash":"'
+_PREV_AT = len(_PREV_KEY)
+_EID_KEY = b'"execution_id":"'
+_SEQ_KEY = b'"seq":'
 _sha256 = hashlib.sha256
+_SAFE = 2**53 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,91 +38,126 @@ class Problem:
     message: str
 
 
-class ChainVerifier:
+@dataclass(frozen=True, slots=True)
+class Seal:
+    """What a seal claims about an execution (DESIGN §1)."""
+
+    event_count: int
+    events_root: bytes
+    last_hash: bytes
+
+
+def _check_fast(body: bytes, eid: bytes, seq: int, prev: bytes) -> str | None:
+    """Check the top-level fields a verifier relies on, straight from the canonical bytes.
+
+    In canonical JSON the top-level keys are sorted (attrs, execution_id, parent_step_id,
+    prev_hash, seq, step_id, ts, type, v) and every key after ``execution_id`` holds ids,
+    numbers or our own type names, so the last occurrence of each key is the top-level one.
+    """
+    at = body.rfind(_EID_KEY) + len(_EID_KEY)
+    end = at + len(eid)
+    if at < len(_EID_KEY) or body[at:end] != eid or body[end : end + 1] != b'"':
+        return "the event names another execution_id"
+    if body.startswith(b',"hash":', end + 1):
+        return 'the stored body carries a "hash" member (it must be hashed without one)'
+    at = body.rfind(_PREV_KEY) + _PREV_AT
+    if at < _PREV_AT or body[at : at + 64] != prev.hex().encode() or body[at + 64 : at + 65] != b'"':
+        return "prev_hash does not name the previous event's hash"
+    at = body.rfind(_SEQ_KEY) + len(_SEQ_KEY)
+    text = str(seq).encode()
+    if at < len(_SEQ_KEY) or body[at : at + len(text)] != text or body[at + len(text) : at + len(text) + 1] not in (b",", b"}"):
+        return f"the event's own seq is not {seq}"
+    return None
+
+
+def _ijson_int(text: str) -> int | float:
+    # I-JSON numbers are doubles: an integer beyond 2**53 can only have been written as a float.
+    value = int(text)
+    return value if -_SAFE <= value <= _SAFE else float(value)
+
+
+def _check_deep(body: bytes, execution_id: str, seq: int, prev: bytes) -> str | None:
+    """Parse the event and check its every top-level field and its canonical form."""
+    try:
+        obj = json.loads(body, parse_int=_ijson_int)
+    except ValueError:
+        return "the stored body is not JSON"
+    if type(obj) is not dict:
+        return "the stored body is not a JSON object"
+    if "hash" in obj:
+        return 'the stored body carries a "hash" member (it must be hashed without one)'
+    checks = (
+        (obj.get("v") == SCHEMA_VERSION, f"v is not {SCHEMA_VERSION}"),
+        (obj.get("execution_id") == execution_id, "the event names another execution_id"),
+        (obj.get("seq") == seq and type(obj.get("seq")) is int, f"the event's own seq is not {seq}"),
+        (obj.get("type") in EVENT_TYPES, f"unknown event type {obj.get('type')!r}"),
+        (obj.get("prev_hash") == prev.hex(), "prev_hash does not name the previous event's hash"),
+        (type(obj.get("attrs")) is dict and type(obj.get("ts")) is str, "attrs or ts is missing"),
+    )
+    for ok, message in checks:
+        if not ok:
+            return message
+    try:
+        if canonical_json(obj) != body:
+            return "the stored bytes are not the canonical form of the event (RFC 8785)"
+    except ValueError:
+        return "the event cannot be canonicalized"
+    return None
+
+
+def verify_chain(
+    execution_id: str,
+    rows: Sequence[tuple[int, bytes, bytes]],
+    seal: Seal | None = None,
+    *,
+    deep: bool = False,
+) -> tuple[int, Problem | None]:
     """Re-hash one execution's stored events and check them against its seal.
 
-    Each `add` checks, for event ``seq``: it follows the previous seq with no gap; its body
-    names the previous event's hash as ``prev_hash``; and ``SHA-256(prev ‖ body)`` equals
-    the stored hash (DESIGN §4). `check_seal` then recomputes ``events_root`` (RFC 6962
-    over the event hashes) and compares it, the last hash and the event count with the seal.
+    For event ``seq`` (DESIGN §4): it follows the previous seq with no gap; its body names
+    this execution, this seq and the previous event's hash as ``prev_hash`` (the SHA-256 of
+    the execution id for seq 0), and has no ``hash`` member; and ``SHA-256(prev ‖ body)``
+    equals the stored hash. With ``deep``, each body is also parsed and must be exactly the
+    RFC 8785 form of itself with every top-level field well-formed (about 5x slower). Then, if sealed, the seal's event count,
+    last hash and ``events_root`` (RFC 6962 over the event hashes) must match.
+
+    Args:
+        execution_id: the execution.
+        rows: (seq, stored hash, stored canonical bytes), in seq order.
+        seal: the execution's seal, or None while it runs.
+        deep: also parse each event and check its canonical form.
+
+    Returns:
+        (events that verified, the first problem or None).
     """
-
-    __slots__ = ("execution_id", "_prev", "_next_seq", "_stack", "count", "problem")
-
-    def __init__(self, execution_id: str):
-        self.execution_id = execution_id
-        self._prev = _sha256(execution_id.encode()).digest()
-        self._next_seq = 0
-        # Compact Merkle range: (height, hash) pairs, merged as leaves arrive (O(log n) memory).
-        self._stack: list[tuple[int, bytes]] = []
-        self.count = 0
-        self.problem: Problem | None = None
-
-    def _fail(self, seq: int | None, message: str) -> bool:
-        if self.problem is None:
-            self.problem = Problem(self.execution_id, seq, message)
-        return False
-
-    def add(self, seq: int, stored_hash: bytes, body: bytes) -> bool:
-        """Check the next stored event; False (and `problem` set) at the first failure."""
-        if self.problem is not None:
-            return False
-        if seq != self._next_seq:
-            return self._fail(seq, f"seq {seq} where {self._next_seq} was expected (gap or reorder)")
-        # In canonical JSON the top-level keys are sorted and every key after "prev_hash"
-        # (seq, step_id, ts, type, v) holds ids, numbers or our own type names, so the last
-        # occurrence of the key is the top-level one.
-        at = body.rfind(_PREV_KEY)
-        prev_hex = self._prev.hex().encode()
-        start = at + len(_PREV_KEY)
-        if at < 0 or body[start : start + 64] != prev_hex:
-            return self._fail(seq, "prev_hash does not name the previous event's hash")
-        calculated = _sha256(self._prev + body).digest()
-        if calculated != stored_hash:
-            return self._fail(
-                seq, f"hash mismatch: stored {stored_hash.hex()}, recomputed {calculated.hex()}"
+    prev = _sha256(execution_id.encode()).digest()
+    hashes: list[bytes] = []
+    keep = hashes.append
+    n = 0
+    eid = execution_id.encode()
+    for seq, stored, body in rows:
+        if seq != n:
+            return n, Problem(execution_id, seq, f"seq {seq} where {n} was expected (gap or reorder)")
+        wrong = _check_deep(body, execution_id, seq, prev) if deep else _check_fast(body, eid, seq, prev)
+        if wrong:
+            return n, Problem(execution_id, seq, wrong)
+        calculated = _sha256(prev + body).digest()
+        if calculated != stored:
+            return n, Problem(
+                execution_id, seq, f"hash mismatch: stored {stored.hex()}, recomputed {calculated.hex()}"
             )
-        self._prev = calculated
-        self._next_seq += 1
-        self.count += 1
-        self._push(_sha256(b"\x00" + calculated).digest())
-        return True
-
-    def _push(self, leaf: bytes) -> None:
-        stack = self._stack
-        height, node = 0, leaf
-        while stack and stack[-1][0] == height:
-            node = node_hash(stack.pop()[1], node)
-            height += 1
-        stack.append((height, node))
-
-    @property
-    def last_hash(self) -> bytes:
-        """The hash of the last event added (the genesis hash before any)."""
-        return self._prev
-
-    def root(self) -> bytes:
-        """The RFC 6962 root over the hashes added so far."""
-        if not self._stack:
-            return EMPTY_ROOT
-        # Fold right to left: the smaller (right) subtrees join the larger ones on their left.
-        node = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
-            node = node_hash(left, node)
-        return node
-
-    def check_seal(self, *, event_count: int, events_root: bytes, last_hash: bytes) -> bool:
-        """Compare the recomputed record with a seal; False (and `problem` set) on mismatch."""
-        if self.problem is not None:
-            return False
-        if event_count != self.count:
-            return self._fail(None, f"seal counts {event_count} events, {self.count} are stored")
-        if last_hash != self._prev:
-            return self._fail(self.count - 1, "seal's last_hash is not the last event's hash")
-        calculated = self.root()
-        if calculated != events_root:
-            return self._fail(
-                None,
-                f"events_root mismatch: seal {events_root.hex()}, recomputed {calculated.hex()}",
-            )
-        return True
+        keep(calculated)
+        prev = calculated
+        n += 1
+    if seal is None:
+        return n, None
+    if seal.event_count != n:
+        return n, Problem(execution_id, None, f"seal counts {seal.event_count} events, {n} are stored")
+    if seal.last_hash != prev:
+        return n, Problem(execution_id, n - 1, "seal's last_hash is not the last event's hash")
+    root = root_from_leaf_hashes([_sha256(b"\x00" + h).digest() for h in hashes])
+    if root != seal.events_root:
+        return n, Problem(
+            execution_id, None, f"events_root mismatch: seal {seal.events_root.hex()}, recomputed {root.hex()}"
+        )
+    return n, None
