@@ -12,6 +12,12 @@ from . import _executions
 from ._demo import demo
 from ._verify import verify
 
+# Typer ships its own copy of click; take its exception classes from there, whichever it is.
+_click_exceptions = sys.modules[typer.BadParameter.__module__]
+_UsageError = _click_exceptions.UsageError
+_NoArgsIsHelp = getattr(_click_exceptions, "NoArgsIsHelpError", None) or type("_Never", (Exception,), {})
+_Abort = typer.Abort
+
 app = typer.Typer(
     name="execord",
     help="Execord: the durable, verifiable execution record of your AI agents.",
@@ -27,7 +33,18 @@ app.command("demo")(demo)
 def main() -> None:
     """Run the CLI; a known failure is one line on stderr and exit code 1, never a traceback."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except _NoArgsIsHelp as exc:
+        sys.stdout.write(exc.ctx.get_help() + "\n")
+        sys.exit(0)
+    except _UsageError as exc:
+        # Typer's own checks (a bad option value, a missing argument): one line, like ours.
+        where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
+        sys.stderr.write(f"execord: {exc.format_message()}{where}\n")
+        sys.exit(1)
+    except _Abort:
+        sys.stderr.write("execord: aborted\n")
+        sys.exit(130)
     except ExecordError as exc:
         sys.stderr.write(f"execord: {exc}\n")
         sys.exit(1)
@@ -42,6 +59,7 @@ def main() -> None:
             "rerun with EXECORD_DEBUG=1 for the traceback and report it\n"
         )
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]

@@ -33,10 +33,10 @@ err_console = Console(stderr=True, highlight=False)
 
 def check_format(fmt: str) -> str:
     """Accept ``table`` or ``json``; anything else is a usage error."""
-    fmt = fmt.lower()
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter(f"unknown format {fmt!r}: use table or json", param_hint="--format")
-    return fmt
+    low = fmt.lower()
+    if low not in ("table", "json"):
+        raise ConfigError(f"unknown --format {fmt!r}: use table or json")
+    return low
 
 
 def store_from(db: str | None, *, create: bool = False) -> Store:

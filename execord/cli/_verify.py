@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import typer
 
 from ..store import verify_store
-from ._common import DbOption, FormatOption, check_format, console, err_console, print_json, store_from
+from ._common import (
+    DbOption,
+    FormatOption,
+    check_format,
+    console,
+    err_console,
+    print_json,
+    store_from,
+)
 
 
-def verify(db: DbOption = None, fmt: FormatOption = "table") -> None:
+def verify(
+    deep: Annotated[bool, typer.Option("--deep", help="Also parse every event and check its canonical (RFC 8785) form; slower.")] = False,
+    db: DbOption = None,
+    fmt: FormatOption = "table",
+) -> None:
     """Re-hash every stored event and check every seal; exit 1 on any mismatch.
 
     Example: execord verify --db .execord/execord.db
@@ -18,7 +31,7 @@ def verify(db: DbOption = None, fmt: FormatOption = "table") -> None:
     fmt = check_format(fmt)
     store = store_from(db)
     t0 = time.perf_counter()
-    report = verify_store(store)
+    report = verify_store(store, deep=deep)
     seconds = time.perf_counter() - t0
     if fmt == "json":
         print_json({

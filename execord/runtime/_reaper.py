@@ -12,7 +12,15 @@ import os
 from typing import Any
 
 from ..errors import EventError, StoreError
-from ..record import EXECUTION_ENDED, STEP_ENDED, build_event, failure_class_for, now_ts, now_us, ts_to_us
+from ..record import (
+    EXECUTION_ENDED,
+    STEP_ENDED,
+    build_event,
+    failure_class_for,
+    now_ts,
+    now_us,
+    ts_to_us,
+)
 from ..store import Store
 from ._host import hostname, process_alive
 

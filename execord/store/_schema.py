@@ -59,6 +59,8 @@ CREATE TABLE execution_labels (
 CREATE INDEX execution_labels_by_kv ON execution_labels (key, value);
 
 -- body: the canonical bytes that were hashed (DESIGN §4); hash: its 32 raw bytes.
+-- A rowid table, not WITHOUT ROWID: appends then touch one table page (SQLite's quick
+-- balance) plus one small index page, which halves the pages a commit writes.
 CREATE TABLE events (
     execution_id TEXT NOT NULL,
     seq          INTEGER NOT NULL,
@@ -66,16 +68,17 @@ CREATE TABLE events (
     ts           TEXT NOT NULL,
     step_id      TEXT,
     hash         BLOB NOT NULL,
-    body         BLOB NOT NULL,
-    PRIMARY KEY (execution_id, seq)
-) WITHOUT ROWID;
+    body         BLOB NOT NULL
+);
+CREATE UNIQUE INDEX events_by_execution ON events (execution_id, seq);
 
 CREATE TABLE blobs (
-    digest     TEXT PRIMARY KEY,   -- 'sha256:<hex>' of data
+    digest     TEXT NOT NULL,      -- 'sha256:<hex>' of data
     size       INTEGER NOT NULL,
     type       TEXT NOT NULL,      -- 'json' or 'text'
     data       BLOB                -- NULL once erased (right to erasure)
-) WITHOUT ROWID;
+);
+CREATE UNIQUE INDEX blobs_by_digest ON blobs (digest);
 
 CREATE TABLE seals (
     execution_id       TEXT PRIMARY KEY,

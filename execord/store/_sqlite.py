@@ -43,7 +43,7 @@ from ._schema import MIGRATIONS, SCHEMA_VERSION
 _INSERT_EVENT = (
     "INSERT INTO events (execution_id, seq, type, ts, step_id, hash, body) VALUES (?,?,?,?,?,?,?)"
 )
-_INSERT_BLOB = "INSERT OR IGNORE INTO blobs (digest, size, type, data) VALUES (?,?,?,?)"
+_INSERT_BLOB = "INSERT OR IGNORE INTO blobs (digest, size, type, data) VALUES (?,?,?,?)"  # dedup by digest
 
 
 def _map_operational(exc: sqlite3.Error, path: str) -> StoreError:
