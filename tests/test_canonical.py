@@ -409,3 +409,19 @@ def test_values_orjson_would_get_wrong_take_the_reference_path(monkeypatch, obj)
     _outcome(canonical_json, obj)
     assert len(seen) == 1 and seen[0] is obj  # the caller's value, not a rewritten copy
 
+
+
+# -- the event hot path ---------------------------------------------------------------------
+
+_ENVELOPE = {
+    "v": 1, "execution_id": "017f22e2-79b0-7cc3-98c4-dc0c0c07398f", "seq": 7, "type": "log",
+    "ts": "2023-11-14T22:13:20.000003Z", "prev_hash": "ab" * 32, "step_id": "s-1",
+}
+
+
+@given(st.one_of(json_trees, st.dictionaries(keys, json_trees, max_size=6)))
+def test_canonical_event_equals_canonical_json_of_the_whole_event(attrs):
+    from execord.record._canonical import canonical_event
+
+    whole = {**_ENVELOPE, "attrs": attrs}
+    assert _outcome(lambda o: canonical_event(_ENVELOPE, attrs), None) == _outcome(canonical_json, whole)

@@ -432,3 +432,38 @@ def test_sequences_have_no_gaps_and_the_chain_verifies(engine: Execord, store: A
     assert store.get_seal(s["id"])["event_count"] == len(events)
     report = verify_store(store)
     assert report.ok and report.events == len(events)
+
+
+def test_every_event_the_sdk_writes_fits_its_type(engine: Execord, store: Any) -> None:
+    """The runtime skips per-event validation on its hot path; this is what makes that safe."""
+    from execord.record import validate_attrs
+
+    @execord.tool
+    def ok_tool(x: Any) -> Any:
+        return x
+
+    @execord.step(kind="llm")
+    def bad_llm() -> None:
+        raise RuntimeError("provider said no")
+
+    @execord.workflow
+    def everything() -> None:
+        ok_tool({"nested": [1.5, None, "é"]})
+        execord.log("a log", level="debug", n=1)
+        with execord.step("ask", kind="llm", provider="p", model="m", params={"t": 0.2}) as s:
+            s.record_usage(input_tokens=1, output_tokens=2, cost_micros=3, price_source="x")
+        with execord.step("r", kind="retrieval", input=None):
+            pass
+        bad_llm()
+
+    with pytest.raises(RuntimeError):
+        everything()
+    with execord.execution("second", inputs=b"bytes"):
+        execord.log("x", level="not-a-level")
+    ok_tool(1)
+    types = set()
+    for row in store.list_executions():
+        for e in store.events(row["id"]):
+            validate_attrs(e.type, e.attrs)
+            types.add(e.type)
+    assert {"execution.started", "step.started", "step.ended", "log", "execution.ended"} <= types

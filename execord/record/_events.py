@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from ._canonical import canonical_json
+from ._canonical import canonical_event
 from ._errors import InvalidEvent
 
 SCHEMA_VERSION = 1
@@ -118,12 +117,12 @@ def event_hash(prev_hash: bytes, body: bytes) -> bytes:
     return hashlib.sha256(prev_hash + body).digest()
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One event as written: its fields, its canonical bytes and its hash.
 
     ``body`` is exactly what was hashed (the event without ``hash``); stores keep these bytes
-    so verification re-hashes what was stored, never a re-serialization.
+    so verification re-hashes what was stored, never a re-serialization. A NamedTuple:
+    immutable, and cheap to make on the hot path of every step.
     """
 
     execution_id: str
@@ -171,20 +170,22 @@ def build_event(
     """
     if validate:
         validate_attrs(type_, attrs)
-    obj: dict[str, Any] = {
+    envelope: dict[str, Any] = {
         "v": SCHEMA_VERSION,
         "execution_id": execution_id,
         "seq": seq,
         "type": type_,
         "ts": ts,
-        "attrs": attrs,
         "prev_hash": prev_hash.hex(),
     }
     if step_id is not None:
-        obj["step_id"] = step_id
+        envelope["step_id"] = step_id
     if parent_step_id is not None:
-        obj["parent_step_id"] = parent_step_id
-    body = canonical_json(obj)
+        envelope["parent_step_id"] = parent_step_id
+    if not (type(execution_id) is str and type(seq) is int and 0 <= seq <= 2**53 - 1 and type(ts) is str
+            and type(step_id) in (str, type(None)) and type(parent_step_id) in (str, type(None))):
+        raise InvalidEvent("execution_id, ts and step ids must be strings, seq an int in 0..2**53-1")
+    body = canonical_event(envelope, attrs)
     return Event(
         execution_id, seq, type_, ts, step_id, parent_step_id, attrs, prev_hash,
         event_hash(prev_hash, body), body,

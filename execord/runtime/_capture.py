@@ -110,8 +110,18 @@ def _fallback(value: Any, d: int) -> Any:
     return _repr(value)
 
 
+# The values most steps take or return; their blobs are made once.
+_COMMON: dict[Any, Blob] = {}
+
+
 def capture(value: Any, max_bytes: int) -> Blob:
     """The blob of a captured value: canonical JSON, truncated past ``max_bytes``."""
+    if value is None or (type(value) is dict and not value):
+        key = "null" if value is None else "{}"
+        blob = _COMMON.get(key)
+        if blob is None:
+            blob = _COMMON[key] = make_blob(canonical_json(value), "json")
+        return blob
     try:
         data = canonical_json(to_jsonable(value))
     except Exception:

@@ -94,8 +94,10 @@ class Writer:
             RecordError: the store failed and ``on_record_error="halt"``; ``events`` are
                 dropped (the action they announce will not run), the pending queue is kept.
         """
-        all_events = self._pending + list(events)
-        all_blobs = self._pending_blobs + [b for b in blobs if b.digest not in self._known_blobs]
+        known = self._known_blobs
+        all_events = self._pending + list(events) if self._pending else events
+        fresh_blobs = [b for b in blobs if b.digest not in known] if blobs else []
+        all_blobs = self._pending_blobs + fresh_blobs if self._pending_blobs else fresh_blobs
         try:
             self.store.append(all_events, all_blobs)
         except EventError as exc:
@@ -106,9 +108,11 @@ class Writer:
             return self.barrier(events, blobs)
         except ExecordError as exc:
             return self._failed(exc, events, blobs)
-        self._pending.clear()
-        self._pending_blobs.clear()
-        self._remember(all_blobs)
+        if self._pending:
+            self._pending.clear()
+            self._pending_blobs.clear()
+        if all_blobs:
+            self._remember(all_blobs)
         return True
 
     def _drop_poisoned(self, exc: EventError) -> bool:
@@ -145,7 +149,8 @@ class Writer:
                 self._pending_blobs.append(b)
         if not self._threads_started:
             self._start_threads()
-        self._dirty.set()
+        if not self._dirty.is_set():
+            self._dirty.set()
 
     def _remember(self, blobs: Sequence[Blob]) -> None:
         known = self._known_blobs

@@ -187,7 +187,10 @@ class SQLiteStore:
             raise _map_operational(exc, self.path) from exc
         tips: dict[str, Tip] = {}
         try:
-            if blobs:
+            if len(blobs) == 1:
+                b = blobs[0]
+                c.execute(_INSERT_BLOB, (b.digest, b.size, b.type, b.data))
+            elif blobs:
                 c.executemany(_INSERT_BLOB, [(b.digest, b.size, b.type, b.data) for b in blobs])
             rows = []
             fresh = []
@@ -198,10 +201,12 @@ class SQLiteStore:
                 rows.append((e.execution_id, e.seq, e.type, e.ts, e.step_id, e.hash, e.body))
                 fresh.append(e)
                 tips[e.execution_id] = Tip(e.seq, e.hash, e.type == EXECUTION_ENDED, tip.status if tip else "running")
-            if rows:
+            if len(rows) == 1:
+                c.execute(_INSERT_EVENT, rows[0])
+            elif rows:
                 c.executemany(_INSERT_EVENT, rows)
-                for e in fresh:
-                    tips[e.execution_id] = project(c, e, tips[e.execution_id])
+            for e in fresh:
+                tips[e.execution_id] = project(c, e, tips[e.execution_id])
             c.execute("COMMIT")
         except sqlite3.IntegrityError:
             c.execute("ROLLBACK")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -154,8 +155,10 @@ def verify_store(store: Store, *, workers: int | None = None, deep: bool = False
     if len(bounds) <= 2:
         return verify_sqlite_range(path, deep=deep)
     report = VerifyReport(deep=deep)
-    # spawn, not fork: the caller may have writer threads and open connections.
-    with ProcessPoolExecutor(max_workers=len(bounds) - 1, mp_context=get_context("spawn")) as pool:
+    # fork is instant, but only safe when no other thread could hold a lock mid-fork (the
+    # CLI); a process with writer threads (the SDK, the server) spawns fresh workers.
+    method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
+    with ProcessPoolExecutor(max_workers=len(bounds) - 1, mp_context=get_context(method)) as pool:
         parts = zip(bounds, bounds[1:], strict=False)
         for f in [pool.submit(verify_sqlite_range, path, lo, hi, deep) for lo, hi in parts]:
             report.merge(f.result())
