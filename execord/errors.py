@@ -17,6 +17,10 @@
     │   ├── SchemaTooNew           written by a newer Execord
     │   ├── NotFound               no execution (or blob) with that id
     │   └── AmbiguousId            an id prefix that matches more than one execution
+    ├── GovernanceError            governance said no, or cannot be read
+    │   ├── Halted                 a constraint stopped the execution (deny, budget, approval)
+    │   ├── GovernanceFileError    a governance file that does not validate
+    │   └── ApprovalError          an approval that cannot be decided (unknown, decided, expired)
     └── VerificationError          a stored record does not verify
         └── RootMismatch
 
@@ -120,11 +124,80 @@ class AmbiguousId(StoreError):
 
     def __init__(self, prefix: str, matches: list[str]):
         shown = ", ".join(matches[:5])
-        super().__init__(
-            f"id prefix {prefix!r} matches {len(matches)}+ executions ({shown}); give more characters"
-        )
+        count = f"{len(matches)}" if len(matches) <= 5 else "more than 5"
+        super().__init__(f"id prefix {prefix!r} matches {count} executions ({shown}); give more characters")
         self.prefix = prefix
         self.matches = matches
+
+
+class GovernanceError(ExecordError):
+    """Governance refused an action, or its files cannot be used."""
+
+    status = 403
+    type = "governance"
+
+
+class Halted(GovernanceError):
+    """A constraint stopped the execution; the action did not run.
+
+    Raised inside the workflow at the governed action. If the workflow catches it and goes
+    on, every later governed action is refused too, and the execution ends ``halted``.
+
+    Attributes:
+        reason: ``policy``, ``budget``, ``approval_rejected`` or ``approval_expired``.
+        rule_id: the rule that decided, for ``policy`` and approvals.
+        budget_id: the budget that was exceeded, for ``budget``.
+        seq: the seq of the ``governance.decision`` (or ``approval.decided``) event.
+        phase: the phase where it was decided.
+        execution_id: the execution that halted.
+    """
+
+    status = 403
+    type = "halted"
+
+    def __init__(self, message: str, *, reason: str, rule_id: str | None = None, budget_id: str | None = None,
+                 seq: int | None = None, phase: str | None = None, execution_id: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+        self.rule_id = rule_id
+        self.budget_id = budget_id
+        self.seq = seq
+        self.phase = phase
+        self.execution_id = execution_id
+
+    def halt(self) -> dict[str, object]:
+        """The ``halt`` object of ``execution.ended`` (DESIGN §3)."""
+        return {"reason": self.reason, "rule_id": self.rule_id, "budget_id": self.budget_id,
+                "seq": self.seq, "phase": self.phase}
+
+
+class GovernanceFileError(GovernanceError):
+    """A governance file that does not validate.
+
+    Attributes:
+        problems: (where, message, hint) for every problem found, where is ``file:line``.
+    """
+
+    status = 422
+    type = "bad-governance-file"
+
+    def __init__(self, message: str, *, problems: list[tuple[object, str, str]]):
+        super().__init__(message)
+        self.problems = problems
+
+    @classmethod
+    def from_problems(cls, problems: list[tuple[object, str, str]]) -> GovernanceFileError:
+        """One error listing every problem, one per line: ``file:line: message (hint)``."""
+        lines = [f"{where}: {message}" + (f" ({hint})" if hint else "") for where, message, hint in problems]
+        head = f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the governance file:"
+        return cls("\n".join([head, *lines]), problems=problems)
+
+
+class ApprovalError(GovernanceError):
+    """An approval that cannot be decided: unknown, already decided, or expired."""
+
+    status = 409
+    type = "approval-conflict"
 
 
 class VerificationError(ExecordError):
@@ -165,12 +238,16 @@ class RootMismatch(VerificationError):
 
 __all__ = [
     "AmbiguousId",
+    "ApprovalError",
     "ChainError",
     "ConfigError",
     "CorruptStore",
     "EventError",
     "ExecordError",
     "ExecutionSealed",
+    "GovernanceError",
+    "GovernanceFileError",
+    "Halted",
     "IllegalTransition",
     "InvalidEvent",
     "NotFound",

@@ -34,9 +34,8 @@ def main() -> None:
     """Run the CLI; a known failure is one line on stderr and exit code 1, never a traceback."""
     try:
         code = app(standalone_mode=False)
-    except _NoArgsIsHelp as exc:
-        sys.stdout.write(exc.ctx.get_help() + "\n")
-        sys.exit(0)
+    except _NoArgsIsHelp:
+        sys.exit(0)  # typer has printed the help already
     except _UsageError as exc:
         # Typer's own checks (a bad option value, a missing argument): one line, like ours.
         where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""

@@ -16,7 +16,7 @@ import typer
 
 from ..runtime import Execord
 from ..store import DEFAULT_DB
-from ._common import DbOption, console
+from ._common import DbOption, FormatOption, check_format, console, print_json
 
 # micro-USD per million tokens (input, output): a demo table, not a price list.
 _DEMO_PRICES = {"gpt-4o-mini": (150_000, 600_000), "claude-sonnet": (3_000_000, 15_000_000)}
@@ -128,14 +128,19 @@ def run_demo(db: str, *, seed: int = 7) -> list[str]:
 def demo(
     db: DbOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated agent's randomness.")] = 7,
+    fmt: FormatOption = "table",
 ) -> None:
     """Run a simulated support agent (several workflows, tools, nested steps, two failures).
 
     Example: execord demo && execord executions list
     """
+    fmt = check_format(fmt)
     path = db or DEFAULT_DB
     t0 = time.perf_counter()
     ids = run_demo(path, seed=seed)
+    if fmt == "json":
+        print_json({"db": path, "executions": ids})
+        return
     console.print(f"recorded {len(ids)} executions into {path} in {time.perf_counter() - t0:.1f}s")
     console.print("next: [bold]execord executions list[/bold]  ·  "
                   f"[bold]execord executions get {ids[0][:13]}[/bold]  ·  [bold]execord verify[/bold]")

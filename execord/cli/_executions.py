@@ -340,11 +340,14 @@ def export(
     execution_id: IdArg,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
     db: DbOption = None,
+    fmt: FormatOption = "json",
 ) -> None:
     """Write one execution (summary, seal, events with hashes, blobs) as JSON.
 
     Example: execord executions export 01a2b3 -o incident-4312.json
     """
+    if check_format(fmt) != "json":
+        raise ConfigError("an export is always JSON: leave out --format or use --format json")
     store, eid = _resolve(db, execution_id)
     data = orjson.dumps(export_record(store, eid), option=orjson.OPT_INDENT_2) + b"\n"
     if output is None:

@@ -7,7 +7,7 @@ builds the rest of the tree on top of it::
     └── EventError                 an event breaks the record's rules
         ├── InvalidEvent           wrong type or attrs for its type
         ├── ChainError             does not chain: seq gap, wrong prev_hash or hash
-        ├── SeqConflict            a different event already holds this seq
+        │   └── SeqConflict        a different event already holds this seq
         ├── ExecutionSealed        the execution is terminal and accepts no more events
         └── IllegalTransition      a status change the status machine forbids
 """

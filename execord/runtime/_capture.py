@@ -11,8 +11,9 @@ tuple, set, frozenset         a list (sets sorted when their items allow it)
 float NaN / ±inf              ``{"$type": "float", "value": "nan" | "inf" | "-inf"}``
 int beyond ±(2**53 - 1)       ``{"$type": "int", "value": "<decimal digits>"}``
 bytes / bytearray             ``{"$type": "bytes", "base64": "...", "size": n}``
-datetime / date / time        ``{"$type": "datetime", "value": "<ISO 8601>"}``
-UUID, Decimal, Path, Enum     ``{"$type": "<kind>", "value": "<text>"}``
+datetime / date / time        ``{"$type": "datetime", "value": "<ISO 8601>"}`` (all three)
+UUID, Decimal, Path           ``{"$type": "<class name, lowercased>", "value": "<text>"}``
+Enum member                   ``{"$type": "<module.Class>", "value": <its value>}``
 dataclass, pydantic model     ``{"$type": "<module.Class>", "value": {...fields...}}``
 anything else                 ``{"$type": "<module.Class>", "repr": "<repr, ≤ 1000 chars>"}``
 ============================  =========================================================

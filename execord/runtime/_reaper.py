@@ -86,7 +86,8 @@ def seal_interrupted(store: Store, execution_id: str, reason: str) -> bool:
             totals["output_tokens"] += int(usage.get("output_tokens") or 0)
             totals["cost_micros"] += int(e.attrs.get("cost_micros") or 0)
     ts = now_ts()
-    totals["duration_ms"] = max(0, (ts_to_us(ts) - ts_to_us(events[0].ts)) // 1000)
+    # The process died somewhere after its last event: that is the last moment known alive.
+    totals["duration_ms"] = max(0, (ts_to_us(events[-1].ts) - ts_to_us(events[0].ts)) // 1000)
     open_steps = [sid for sid in kinds if sid not in {e.step_id for e in events if e.type == STEP_ENDED}]
     attrs = {
         "status": "interrupted",

@@ -169,6 +169,14 @@ class Writer:
                     return True
                 try:
                     self.store.append(self._pending, self._pending_blobs)
+                except EventError as exc:
+                    # A refused event can never be written: drop its execution's queue (as a
+                    # barrier does) so it cannot block every later flush.
+                    if not self._drop_poisoned(exc):
+                        log.error("execord dropped %d queued events the store refuses: %s", len(self._pending), exc)
+                        self._pending.clear()
+                        self._pending_blobs.clear()
+                    continue
                 except ExecordError as exc:
                     log.warning("execord flush failed: %s", exc)
                 else:

@@ -93,8 +93,13 @@ SELECT x FROM ids WHERE x IS NOT NULL AND (?2 IS NULL OR x < ?2)
 """
 
 
-def verify_sqlite_range(path: str, lo: str | None = None, hi: str | None = None, deep: bool = False) -> VerifyReport:
-    """Verify the executions of an SQLite store whose ids are in [lo, hi) (None: unbounded)."""
+def verify_sqlite_range(path: str, lo: str | None = None, hi: str | None = None, deep: bool = False,
+                        store_checks: bool = True) -> VerifyReport:
+    """Verify the executions of an SQLite store whose ids are in [lo, hi) (None: unbounded).
+
+    With ``store_checks``, also the checks that span the whole store: every ended execution
+    has a seal, and every blob's bytes match its digest.
+    """
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         conn.execute("PRAGMA mmap_size = 1073741824")
@@ -116,9 +121,32 @@ def verify_sqlite_range(path: str, lo: str | None = None, hi: str | None = None,
             report.add(execution_id, rows, seals.get(execution_id))
         for execution_id in sorted(seals.keys() - seen):
             report.problems.append(Problem(execution_id, None, "sealed, but no events are stored"))
+        if store_checks:
+            report.problems.extend(_unsealed_ends(conn) + _bad_blobs(conn))
         return report
     finally:
         conn.close()
+
+
+def _unsealed_ends(conn: sqlite3.Connection) -> list[Problem]:
+    """Executions that ended (or whose summary says sealed) but have no seal row."""
+    rows = conn.execute(
+        "SELECT e.id, e.status FROM executions e WHERE (e.sealed = 1 OR EXISTS (SELECT 1 FROM events v"
+        " WHERE v.execution_id = e.id AND v.type = 'execution.ended'))"
+        " AND NOT EXISTS (SELECT 1 FROM seals s WHERE s.execution_id = e.id)"
+    ).fetchall()
+    return [Problem(eid, None, f"the execution ended ({status}) but its seal is missing") for eid, status in rows]
+
+
+def _bad_blobs(conn: sqlite3.Connection) -> list[Problem]:
+    """Blobs whose bytes no longer match their digest (erased blobs have no bytes to check)."""
+    import hashlib
+
+    out = []
+    for digest, data in conn.execute("SELECT digest, data FROM blobs WHERE data IS NOT NULL"):
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            out.append(Problem(f"blob {digest}", None, "its bytes do not match its digest"))
+    return out
 
 
 def _boundaries(path: str, parts: int) -> list[str | None]:
@@ -155,12 +183,17 @@ def verify_store(store: Store, *, workers: int | None = None, deep: bool = False
     if len(bounds) <= 2:
         return verify_sqlite_range(path, deep=deep)
     report = VerifyReport(deep=deep)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        report.problems.extend(_unsealed_ends(conn) + _bad_blobs(conn))
+    finally:
+        conn.close()
     # fork is instant, but only safe when no other thread could hold a lock mid-fork (the
     # CLI); a process with writer threads (the SDK, the server) spawns fresh workers.
     method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
     with ProcessPoolExecutor(max_workers=len(bounds) - 1, mp_context=get_context(method)) as pool:
         parts = zip(bounds, bounds[1:], strict=False)
-        for f in [pool.submit(verify_sqlite_range, path, lo, hi, deep) for lo, hi in parts]:
+        for f in [pool.submit(verify_sqlite_range, path, lo, hi, deep, False) for lo, hi in parts]:
             report.merge(f.result())
     report.problems.sort(key=lambda p: (p.execution_id, -1 if p.seq is None else p.seq))
     return report
