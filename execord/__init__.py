@@ -21,6 +21,8 @@ from .errors import (
     ConfigError,
     ExecordError,
     ExecutionSealed,
+    GovernanceError,
+    Halted,
     RecordError,
     StoreError,
     VerificationError,
@@ -49,6 +51,7 @@ def init(
     busy_timeout_ms: int | None = None,
     capture: bool | None = None,
     max_value_bytes: int | None = None,
+    governance: str | None = None,
 ) -> Execord:
     """Configure the default recorder. Every argument falls back to its ``EXECORD_*``
     environment variable, then to its default (docs/sdk.md lists them).
@@ -67,13 +70,15 @@ def init(
         busy_timeout_ms: how long a write waits for another process's lock.
         capture: record inputs and outputs.
         max_value_bytes: larger captured values are truncated.
+        governance: a governance file or folder (``EXECORD_GOVERNANCE``; default
+            ``./execord.yaml`` when present, else the version active in the store).
 
     Returns:
         The configured `Execord`.
 
     Example:
-        >>> import execord
-        >>> ex = execord.init(agent="support-bot", db=str(tmp_path / "e.db"))
+        >>> import execord, tempfile, os
+        >>> ex = execord.init(agent="support-bot", db=os.path.join(tempfile.mkdtemp(), "e.db"))
         >>> ex.settings["agent"]
         'support-bot'
     """
@@ -81,7 +86,7 @@ def init(
         agent=agent, db=db, agent_version=agent_version, roles=roles, disabled=disabled,
         on_record_error=on_record_error, durability=durability,
         flush_interval_ms=flush_interval_ms, lease_s=lease_s, busy_timeout_ms=busy_timeout_ms,
-        capture=capture, max_value_bytes=max_value_bytes,
+        capture=capture, max_value_bytes=max_value_bytes, governance=governance,
     )
     _eng.set_default(engine)
     return engine
@@ -194,6 +199,8 @@ __all__ = [
     "Execord",
     "ExecutionHandle",
     "ExecutionSealed",
+    "GovernanceError",
+    "Halted",
     "RecordError",
     "StepHandle",
     "StoreError",

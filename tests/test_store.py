@@ -163,7 +163,9 @@ def test_illegal_status_transition_is_refused(s: SQLiteStore) -> None:
     decided = c.next("approval.decided", {"approval_id": "a1", "decision": "approved", "reviewer": "r", "comment": None})
     s.append([decided])  # running → running is no change
     s.append([c.next("approval.requested", {"approval_id": "a2", "rule_id": "r", "step_id": None, "action_digest": "d",
-                                              "approvers": [], "expires_at": None, "message": None})])
+                                              "approvers": ["finance"], "expires_at": "2099-01-01T00:00:00.000000Z",
+                                              "message": None})])
+    assert [a["id"] for a in s.list_approvals()] == ["a2"]
     assert s.get_execution(c.id)["status"] == "awaiting_approval"
     assert s.get_execution(c.id)["failure_class"] == "approval_pending"
     with pytest.raises(IllegalTransition):

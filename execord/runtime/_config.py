@@ -29,6 +29,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("agent_version", "EXECORD_AGENT_VERSION", str, None, "The agent's version."),
     Setting("roles", "EXECORD_AGENT_ROLES", list, (), "The agent's roles, comma-separated (governance rules can test them)."),
     Setting("db", "EXECORD_DB", str, None, "The SQLite file of the embedded store (default ./.execord/execord.db)."),
+    Setting("governance", "EXECORD_GOVERNANCE", str, None, "A governance file or folder (default ./execord.yaml when present, else the version active in the store)."),
     Setting("disabled", "EXECORD_DISABLED", bool, False, "1/true: record nothing; decorated functions run as if undecorated."),
     Setting("on_record_error", "EXECORD_ON_RECORD_ERROR", str, "halt", "halt: a step that cannot be recorded does not run (RecordError). continue: it runs and a warning is logged."),
     Setting("durability", "EXECORD_DURABILITY", str, "batched", "batched: request events are committed before the action, completion events within flush_interval_ms. strict: every event is committed as it happens."),

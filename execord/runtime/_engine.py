@@ -14,6 +14,7 @@ from ..record import STEP_KINDS, uuid7
 from ..store import DEFAULT_DB, open_store
 from ._config import resolve
 from ._context import Frame, current_frame
+from ._governed import Governor
 from ._handles import ExecutionHandle, StepHandle
 from ._reaper import reap
 from ._writer import Writer
@@ -41,6 +42,11 @@ class Execord:
             self.settings["agent"] = _default_agent()
         self.disabled: bool = bool(self.settings["disabled"])
         self.db_path: str = self.settings["db"] or DEFAULT_DB
+        self._governor = Governor(self.settings["governance"], self.settings["agent"])
+        if self.settings["governance"] and not self.disabled:
+            from ..governance import load_spec
+
+            load_spec(self.settings["governance"])  # fail fast: a bad file is an error at init()
         self._writer = Writer(
             self._open_store,
             durability=self.settings["durability"],
@@ -53,6 +59,7 @@ class Execord:
         store = open_store(self.db_path, busy_timeout_ms=self.settings["busy_timeout_ms"])
         # Whoever opens a store seals the executions of processes that died (DESIGN §2).
         reap(store)
+        self._governor.register(store)
         return store
 
     @property
@@ -169,7 +176,10 @@ class ExecutionScope:
             parent_execution_id=parent.execution.id if parent else None, labels=self._labels,
         )
         if not e.disabled:
-            handle.start(self._inputs)
+            # Pin the governance version active now; every decision of this run names it.
+            handle.start(self._inputs, e._governor.pin(e._writer.store))
+        else:
+            handle.status = "disabled"
         self.handle = handle
         self._token = current_frame.set(Frame(handle, None, None))
         return handle
@@ -237,30 +247,67 @@ class StepSpec:
             self._stack.append((implicit, None, None, None))
             return None
         value = None if self.input_value is _UNSET else self.input_value
-        step = _start(frame, self, value)
+        try:
+            step, _redacted, wait = frame.execution.begin_step(self.kind, self.name, value, frame.step_id, self.extra)
+            if wait is not None:
+                frame.execution.wait_approval(wait)
+        except BaseException as exc:
+            if implicit is not None:
+                implicit.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self._entered(implicit, step, frame)
+
+    def _entered(self, implicit: Any, step: StepHandle, frame: Frame) -> StepHandle:
         token = current_frame.set(Frame(frame.execution, step.id, step.kind))
         self._stack.append((implicit, step, token, frame))
         return step
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         implicit, step, token, frame = self._stack.pop()
-        if step is not None:
-            current_frame.reset(token)
-            frame.execution.end_step(step, error=exc)
+        try:
+            if step is not None:
+                current_frame.reset(token)
+                if exc is None:
+                    frame.execution.finish_step(step, None, extra=self.extra)
+                else:
+                    frame.execution.end_step(step, error=exc)
+        except BaseException as raised:
+            if implicit is not None:
+                implicit.__exit__(type(raised), raised, raised.__traceback__)
+            raise
         if implicit is not None:
             implicit.__exit__(exc_type, exc, tb)
 
     async def __aenter__(self) -> StepHandle | None:
-        return self.__enter__()
+        if not self.name:
+            raise ConfigError("a step used with `with` needs a name: execord.step('fetch-orders', kind=...)")
+        engine = self.engine or get_default()
+        frame = current_frame.get()
+        if frame is None or engine.disabled:
+            return self.__enter__()
+        value = None if self.input_value is _UNSET else self.input_value
+        step, _redacted, wait = frame.execution.begin_step(self.kind, self.name, value, frame.step_id, self.extra)
+        if wait is not None:
+            await frame.execution.wait_approval_async(wait)
+        return self._entered(None, step, frame)
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         self.__exit__(exc_type, exc, tb)
 
 
-def _start(frame: Frame, spec: StepSpec, input_value: Any) -> StepHandle:
-    return frame.execution.start_step(
-        spec.kind, spec.name or "step", input_value, frame.step_id, uuid7(), spec.extra
-    )
+def _call_args(sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: dict[str, Any], bound: Any,
+               redacted: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments to call the body with: the caller's, or rebuilt from the redacted ones."""
+    if redacted is bound or sig is None or not isinstance(redacted, dict):
+        return args, kwargs
+    try:
+        ba = sig.bind_partial(*args, **kwargs)
+    except TypeError:
+        return args, kwargs
+    for name, value in redacted.items():
+        if name in ba.arguments:
+            ba.arguments[name] = value
+    return ba.args, ba.kwargs
 
 
 def _bind(sig: inspect.Signature | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -299,17 +346,21 @@ def _decorate_step(spec: StepSpec, fn: F) -> F:
             if frame is None:  # a step outside any execution is its own execution
                 async with engine.execution(spec.name, execution_type=spec.kind, inputs=_bind(sig, args, kwargs)):
                     return await async_step(*args, **kwargs)
-            step = _start(frame, spec, _bind(sig, args, kwargs))
-            token = current_frame.set(Frame(frame.execution, step.id, step.kind))
+            ex = frame.execution
+            bound = _bind(sig, args, kwargs)
+            step, redacted, wait = ex.begin_step(spec.kind, spec.name or "step", bound, frame.step_id, spec.extra)
+            if wait is not None:
+                await ex.wait_approval_async(wait)
+            call_args, call_kwargs = _call_args(sig, args, kwargs, bound, redacted)
+            token = current_frame.set(Frame(ex, step.id, step.kind))
             try:
-                result = await fn(*args, **kwargs)
+                result = await fn(*call_args, **call_kwargs)
             except BaseException as exc:
                 current_frame.reset(token)
-                frame.execution.end_step(step, error=exc)
+                ex.end_step(step, error=exc)
                 raise
             current_frame.reset(token)
-            frame.execution.end_step(step, result=result)
-            return result
+            return ex.finish_step(step, result, extra=spec.extra)
 
         wrapper: Any = async_step
     else:
@@ -322,17 +373,21 @@ def _decorate_step(spec: StepSpec, fn: F) -> F:
             if frame is None:  # a step outside any execution is its own execution
                 with engine.execution(spec.name, execution_type=spec.kind, inputs=_bind(sig, args, kwargs)):
                     return sync_step(*args, **kwargs)
-            step = _start(frame, spec, _bind(sig, args, kwargs))
-            token = current_frame.set(Frame(frame.execution, step.id, step.kind))
+            ex = frame.execution
+            bound = _bind(sig, args, kwargs)
+            step, redacted, wait = ex.begin_step(spec.kind, spec.name or "step", bound, frame.step_id, spec.extra)
+            if wait is not None:
+                ex.wait_approval(wait)
+            call_args, call_kwargs = _call_args(sig, args, kwargs, bound, redacted)
+            token = current_frame.set(Frame(ex, step.id, step.kind))
             try:
-                result = fn(*args, **kwargs)
+                result = fn(*call_args, **call_kwargs)
             except BaseException as exc:
                 current_frame.reset(token)
-                frame.execution.end_step(step, error=exc)
+                ex.end_step(step, error=exc)
                 raise
             current_frame.reset(token)
-            frame.execution.end_step(step, result=result)
-            return result
+            return ex.finish_step(step, result, extra=spec.extra)
 
         wrapper = sync_step
     wrapper.__execord_step__ = spec

@@ -6,7 +6,8 @@ import os
 import time
 from typing import Any
 
-from ..errors import ExecutionSealed
+from ..errors import ExecutionSealed, Halted
+from ..governance import Usage
 from ..record import (
     EXECUTION_ENDED,
     EXECUTION_STARTED,
@@ -22,7 +23,9 @@ from ..record import (
     now_us,
 )
 from ._capture import capture
+from ._governed import Governed, Pinned
 from ._host import hostname, proc_start
+from ._steps import GovernedSteps
 from ._writer import Writer
 
 SDK_NAME = "execord-python"
@@ -101,7 +104,7 @@ class StepHandle:
         return round((time.perf_counter_ns() - self._t0) / 1e6, 3)
 
 
-class ExecutionHandle:
+class ExecutionHandle(GovernedSteps):
     """One running execution. Get it from `execord.current()` or ``with execord.execution()``.
 
     Attributes:
@@ -140,12 +143,8 @@ class ExecutionHandle:
         self._seq = 0
         self._last = genesis_hash(execution_id)
         self._t0_us = now_us()
-        self.steps = 0
-        self.llm_calls = 0
-        self.tool_calls = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.cost_micros = 0
+        self.usage = Usage()
+        self.gov = Governed(None, {}, usage=self.usage, started_us=self._t0_us)
         # id(exc) -> (exc, step_id, kind): where an exception was first seen leaving a step.
         self._step_errors: dict[int, tuple[BaseException, str, str]] = {}
         self.output: Any = None
@@ -193,8 +192,28 @@ class ExecutionHandle:
         blob = capture(value, self._settings["max_value_bytes"])
         return blob.ref(), (blob,)
 
-    def start(self, inputs: Any, governance_version: str | None = None) -> None:
-        """Write ``execution.started`` (committed before the workflow body runs)."""
+    def _static_context(self) -> dict[str, Any]:
+        s = self._settings
+        return {
+            "agent": {"name": self.agent, "version": s["agent_version"] or "", "roles": list(s["roles"])},
+            "workflow": {"name": self.workflow, "version": self.workflow_version or ""},
+            "execution": {"id": self.id, "type": self.execution_type,
+                          "parent_execution_id": self.parent_execution_id or "", "duration_ms": 0},
+            "labels": dict(self.labels),
+        }
+
+    def start(self, inputs: Any, pinned: Pinned | None = None) -> None:
+        """Write ``execution.started`` and, if governed, the admission decision.
+
+        Both are committed before the workflow body runs. A denial at admission ends the
+        execution ``halted`` with zero steps and raises `Halted`.
+        """
+        gov = self.gov = Governed(pinned, self._static_context(), usage=self.usage, started_us=self._t0_us)
+        decision = None
+        if gov.active:
+            gov.load_windows(self._writer.store, self.agent, self.workflow, self.id)
+            decision = gov.evaluate("admission", gov.context())
+        inputs, redactions = gov.redact(inputs, decision)
         ref, blobs = self._capture(inputs)
         s = self._settings
         pid = os.getpid()
@@ -207,14 +226,21 @@ class ExecutionHandle:
                 "parent_execution_id": self.parent_execution_id,
                 "labels": self.labels,
                 "inputs": ref,
-                "governance_version": governance_version,
+                "governance_version": gov.version_id,
                 "sdk": {"name": SDK_NAME, "version": _sdk_version()},
                 "host": {"hostname": hostname(), "pid": pid, "proc_start": proc_start(pid)},
                 "lease_s": s["lease_s"],
+                **({"redactions": redactions} if redactions and decision is None else {}),
             },
             blobs=blobs,
-            barrier=True,
+            barrier=decision is None,
         )
+        if decision is not None:
+            seq = self._decision_event(decision, None, None, redactions, barrier=True)
+            if decision.decision == "deny":
+                halted = gov.halt(seq, decision, "admission", self.id)
+                self.end(halted)
+                raise halted
         with self._writer.lock:
             self._writer.live[self.id] = self
         self._writer.ensure_threads()
@@ -227,61 +253,97 @@ class ExecutionHandle:
         parent_step_id: str | None,
         step_id: str,
         extra: dict[str, Any] | None = None,
+        *,
+        barrier: bool = True,
     ) -> StepHandle:
-        """Write ``step.started`` (committed before the step body runs) and return its handle."""
+        """Write ``step.started`` and return its handle.
+
+        With ``barrier`` (the default) it is committed before this returns; a governed step
+        commits it together with its request decision instead (see `begin_step`).
+        """
         ref, blobs = self._capture(input_value)
         attrs: dict[str, Any] = {"kind": kind, "name": name, "input": ref}
         if extra:
             attrs.update(extra)
-        self._emit(STEP_STARTED, attrs, step_id=step_id, parent_step_id=parent_step_id, blobs=blobs, barrier=True)
+        self._emit(STEP_STARTED, attrs, step_id=step_id, parent_step_id=parent_step_id, blobs=blobs, barrier=barrier)
         return StepHandle(self, step_id, kind, name, parent_step_id)
 
-    def end_step(self, step: StepHandle, *, result: Any = None, error: BaseException | None = None) -> None:
-        """Write ``step.ended`` (queued; committed by the next barrier or the flusher)."""
+    def end_step(
+        self,
+        step: StepHandle,
+        *,
+        result: Any = None,
+        error: BaseException | None = None,
+        blocked: bool = False,
+        counted: bool = False,
+        redactions: list[dict[str, str]] | None = None,
+    ) -> None:
+        """Write ``step.ended`` (queued; committed by the next barrier or the flusher).
+
+        Args:
+            step: the step.
+            result: its return value, unless `StepHandle.set_output` gave one.
+            error: the exception it raised.
+            blocked: governance stopped it (status ``blocked``; nothing or nothing more ran).
+            counted: its usage was already added to the execution's totals.
+            redactions: secrets redacted from its output, when no decision event lists them.
+        """
         if step.ended:
             return
         step.ended = True
         latency = step.latency_ms()
-        if error is None:
+        if blocked:
+            ref, blobs = None, ()
+            status, err = "blocked", None
+        elif error is None:
             ref, blobs = self._capture(step.output if step.has_output else result)
             status, err = "ok", None
         else:
             ref, blobs = None, ()
             status, err = "error", error_info(error)
-            self._step_errors.setdefault(id(error), (error, step.id, step.kind))
-        self._count(step)
+            if not isinstance(error, Halted):
+                self._step_errors.setdefault(id(error), (error, step.id, step.kind))
+        if not counted and not blocked:
+            self._count(step)
+        attrs = {
+            "status": status,
+            "output": ref,
+            "error": err,
+            "usage": step.usage,
+            "cost_micros": step.cost_micros,
+            "price_source": step.price_source,
+            "latency_ms": latency,
+        }
+        if redactions:
+            attrs["redactions"] = redactions
         self._emit(
             STEP_ENDED,
-            {
-                "status": status,
-                "output": ref,
-                "error": err,
-                "usage": step.usage,
-                "cost_micros": step.cost_micros,
-                "price_source": step.price_source,
-                "latency_ms": latency,
-            },
+            attrs,
             step_id=step.id,
             parent_step_id=step.parent_step_id,
             blobs=blobs,
         )
 
     def _count(self, step: StepHandle) -> None:
-        self.steps += 1
+        u = self.usage
+        u.steps += 1
         if step.kind == "llm":
-            self.llm_calls += 1
+            u.llm_calls += 1
         elif step.kind == "tool":
-            self.tool_calls += 1
+            u.tool_calls += 1
+            u.per_tool[step.name] = u.per_tool.get(step.name, 0) + 1
         if step.usage:
-            self.input_tokens += step.usage["input_tokens"]
-            self.output_tokens += step.usage["output_tokens"]
+            u.input_tokens += step.usage["input_tokens"]
+            u.output_tokens += step.usage["output_tokens"]
         if step.cost_micros is not None:
-            self.cost_micros += step.cost_micros
+            u.cost_micros += step.cost_micros
 
     def log(self, message: str, *, level: str = "info", step_id: str | None = None, data: Any = None) -> None:
         """Append a ``log`` event."""
         from ._capture import to_jsonable
 
+        if self.status == "disabled":
+            return
         if level not in ("debug", "info", "warning", "error"):
             level = "info"
         self._emit(LOG, {"level": level, "message": str(message)[:_MESSAGE_CHARS], "data": to_jsonable(data)}, step_id=step_id)
@@ -293,13 +355,14 @@ class ExecutionHandle:
 
     def totals_dict(self) -> dict[str, int]:
         """The running totals (DESIGN §3 ``execution.ended`` totals)."""
+        u = self.usage
         return {
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cost_micros": self.cost_micros,
-            "llm_calls": self.llm_calls,
-            "tool_calls": self.tool_calls,
-            "steps": self.steps,
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "cost_micros": u.cost_micros,
+            "llm_calls": u.llm_calls,
+            "tool_calls": u.tool_calls,
+            "steps": u.steps,
             "duration_ms": (now_us() - self._t0_us) // 1000,
         }
 
@@ -322,26 +385,37 @@ class ExecutionHandle:
         ``Exception`` (KeyboardInterrupt, SystemExit, task cancellation) ends it
         ``interrupted``: the process was stopped rather than the workflow failing.
         """
+        gov = self.gov
+        if gov.active and gov.halted is None and self.status == "running":
+            decision = gov.evaluate("end", gov.context())
+            seq = self._decision_event(decision, None, None, [], barrier=False)
+            if decision.decision == "deny":
+                gov.halt(seq, decision, "end", self.id)
         err = None
         step_kind = None
-        if error is None:
+        halt = gov.halted.halt() if gov.halted is not None else None
+        if halt is not None:
+            status = "halted"
+        elif error is None:
             status = "succeeded"
         else:
             status = "failed" if isinstance(error, Exception) else "interrupted"
+        if error is not None and not isinstance(error, Halted):
             err = error_info(error)
             step_id, step_kind = self._error_origin(error)
             err["step_id"] = step_id
             err["step_kind"] = step_kind
         ref, blobs = (None, ())
-        if error is None and self.has_output:
-            ref, blobs = self._capture(self.output)
+        if error is None and self.has_output and halt is None:
+            output, _ = gov.redact(self.output, None)
+            ref, blobs = self._capture(output)
         attrs = {
             "status": status,
             "error": err,
-            "halt": None,
+            "halt": halt,
             "cancel": None,
             "totals": self.totals_dict(),
-            "failure_class": failure_class_for(status, error_step_kind=step_kind),
+            "failure_class": failure_class_for(status, halt_reason=halt and halt["reason"], error_step_kind=step_kind),
             "output": ref,
         }
         try:

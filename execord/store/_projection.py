@@ -74,6 +74,23 @@ def _started(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
     return Tip(e.seq, e.hash, False, Status.RUNNING.value)
 
 
+def _approval_requested(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
+    """File the approval where reviewers find it, then wait (awaiting_approval)."""
+    a = e.attrs
+    project = c.execute("SELECT project FROM executions WHERE id = ?", (e.execution_id,)).fetchone()
+    c.execute(
+        "INSERT INTO approvals (id, project, execution_id, step_id, rule_id, action_digest, approvers, message,"
+        " action, status, requested_at, requested_us, expires_at, expires_us, on_timeout)"
+        " VALUES (?,?,?,?,?,?,?,?,?,'pending',?,?,?,?,?)",
+        (
+            a["approval_id"], project[0] if project else "default", e.execution_id, a.get("step_id"), a["rule_id"],
+            a["action_digest"], _json(a.get("approvers") or []), a.get("message"), _json(a.get("action")),
+            e.ts, ts_to_us(e.ts), a["expires_at"], ts_to_us(a["expires_at"]), a.get("on_timeout") or "reject",
+        ),
+    )
+    return _status_change(Status.AWAITING_APPROVAL.value)(c, e, tip)
+
+
 def _status_change(new: str) -> Any:
     def handler(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
         if tip.status == new:
@@ -93,6 +110,11 @@ def _ended(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
     status = a["status"]
     check_transition(tip.status, status)
     totals = a["totals"]
+    failure_class = a.get("failure_class")
+    if failure_class is None and status != "succeeded":
+        # Computed at sealing when the writer did not say (DESIGN §2).
+        failure_class = failure_class_for(status, halt_reason=(a.get("halt") or {}).get("reason"),
+                                          error_step_kind=(a.get("error") or {}).get("step_kind"))
     hashes = [
         r[0]
         for r in c.execute(
@@ -108,7 +130,7 @@ def _ended(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
         " cost_micros = ?, halt = ?, error = ?, cancel = ?, lease_expires_us = NULL, sealed = 1"
         " WHERE id = ?",
         (
-            status, a.get("failure_class"), e.ts, totals["duration_ms"], totals["steps"],
+            status, failure_class, e.ts, totals["duration_ms"], totals["steps"],
             totals["llm_calls"], totals["tool_calls"], totals["input_tokens"],
             totals["output_tokens"], totals["cost_micros"], _json(a["halt"]), _json(a["error"]),
             _json(a["cancel"]), e.execution_id,
@@ -128,7 +150,7 @@ def _ended(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
 
 _HANDLERS = {
     EXECUTION_STARTED: _started,
-    APPROVAL_REQUESTED: _status_change(Status.AWAITING_APPROVAL.value),
+    APPROVAL_REQUESTED: _approval_requested,
     APPROVAL_DECIDED: _status_change(Status.RUNNING.value),
     EXECUTION_ENDED: _ended,
 }

@@ -126,4 +126,72 @@ BEGIN SELECT RAISE(ABORT, 'execord: labels are never deleted'); END;
     ),
 ]
 
+MIGRATIONS.append(
+    (
+        2,
+        """
+-- Governance versions are immutable and content-addressed (DESIGN §5).
+CREATE TABLE governance_versions (
+    id            TEXT PRIMARY KEY,          -- gv_<16 hex>
+    digest        TEXT NOT NULL,             -- sha256:<64 hex> of document
+    document      BLOB NOT NULL,             -- canonical JSON
+    created_at    TEXT NOT NULL,
+    created_by    TEXT
+);
+CREATE TRIGGER governance_versions_no_update BEFORE UPDATE ON governance_versions
+BEGIN SELECT RAISE(ABORT, 'execord: governance versions are immutable (UPDATE refused)'); END;
+CREATE TRIGGER governance_versions_no_delete BEFORE DELETE ON governance_versions
+BEGIN SELECT RAISE(ABORT, 'execord: governance versions are immutable (DELETE refused)'); END;
+
+-- Every activation is kept: who moved the active pointer, when, from and to.
+CREATE TABLE governance_activations (
+    project       TEXT NOT NULL,
+    seq           INTEGER NOT NULL,
+    from_version  TEXT,
+    to_version    TEXT NOT NULL,
+    activated_by  TEXT,
+    activated_at  TEXT NOT NULL,
+    source        TEXT,
+    PRIMARY KEY (project, seq)
+);
+CREATE TRIGGER governance_activations_no_update BEFORE UPDATE ON governance_activations
+BEGIN SELECT RAISE(ABORT, 'execord: activations are kept as they happened (UPDATE refused)'); END;
+CREATE TRIGGER governance_activations_no_delete BEFORE DELETE ON governance_activations
+BEGIN SELECT RAISE(ABORT, 'execord: activations are kept as they happened (DELETE refused)'); END;
+
+-- An approval is requested by the execution's own process (approval.requested) and decided
+-- once, by a reviewer or by its timeout; the decision is recorded in the chain by the
+-- execution's process as approval.decided.
+CREATE TABLE approvals (
+    id            TEXT PRIMARY KEY,
+    project       TEXT NOT NULL DEFAULT 'default',
+    execution_id  TEXT NOT NULL,
+    step_id       TEXT,
+    rule_id       TEXT NOT NULL,
+    action_digest TEXT NOT NULL,
+    approvers     TEXT NOT NULL,             -- JSON list
+    message       TEXT,
+    action        TEXT,                      -- JSON: what is waiting (tool and arguments)
+    status        TEXT NOT NULL,             -- pending, approved, rejected, expired
+    requested_at  TEXT NOT NULL,
+    requested_us  INTEGER NOT NULL,
+    expires_at    TEXT NOT NULL,
+    expires_us    INTEGER NOT NULL,
+    on_timeout    TEXT NOT NULL DEFAULT 'reject',
+    decided_at    TEXT,
+    reviewer      TEXT,
+    comment       TEXT
+);
+CREATE INDEX approvals_by_status ON approvals (project, status, requested_us);
+CREATE INDEX approvals_by_execution ON approvals (execution_id);
+CREATE TRIGGER approvals_decided_once BEFORE UPDATE ON approvals
+WHEN OLD.status != 'pending' OR NEW.id IS NOT OLD.id OR NEW.action_digest IS NOT OLD.action_digest
+  OR NEW.execution_id IS NOT OLD.execution_id
+BEGIN SELECT RAISE(ABORT, 'execord: an approval is decided once (UPDATE refused)'); END;
+CREATE TRIGGER approvals_no_delete BEFORE DELETE ON approvals
+BEGIN SELECT RAISE(ABORT, 'execord: approvals are never deleted'); END;
+""",
+    )
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -36,6 +36,7 @@ from ..record import (
     genesis_hash,
     parse_event,
 )
+from ._governance import GovernanceTables
 from ._projection import Tip, project
 from ._query import ExecutionFilter, list_sql, summary_from_row
 from ._schema import MIGRATIONS, SCHEMA_VERSION
@@ -61,7 +62,7 @@ def _map_operational(exc: sqlite3.Error, path: str) -> StoreError:
     return StoreUnavailable(f"the database {path} cannot be used: {text}")
 
 
-class SQLiteStore:
+class SQLiteStore(GovernanceTables):
     """The `Store` over one SQLite file.
 
     Args:
@@ -273,6 +274,28 @@ class SQLiteStore:
             "SELECT status FROM executions WHERE id = ?", (execution_id,)
         ).fetchone()
         return Tip(row[0], row[1], row[2] == EXECUTION_ENDED, status[0] if status else "running")
+
+    def _write(self, fn: Any) -> Any:
+        """Run ``fn(connection)`` in one write transaction; map driver errors."""
+        with self._lock:
+            c = self._conn
+            try:
+                c.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _map_operational(exc, self.path) from exc
+            try:
+                result = fn(c)
+                c.execute("COMMIT")
+                return result
+            except sqlite3.IntegrityError as exc:
+                _rollback(c)
+                raise StoreError(f"the database refused the change: {exc}") from exc
+            except sqlite3.Error as exc:
+                _rollback(c)
+                raise _map_operational(exc, self.path) from exc
+            except BaseException:
+                _rollback(c)
+                raise
 
     def tip(self, execution_id: str) -> Tip | None:
         """The last stored event of an execution as (seq, hash, terminal, status), read fresh."""

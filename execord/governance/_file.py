@@ -1,0 +1,559 @@
+"""Loading a governance file (``execord.yaml``, or a folder of YAML files) into a `Spec`.
+
+Every problem is reported at once, each with its file, line and a hint at the fix: unknown
+keys (with the nearest known one), duplicate rule ids, bad CEL (syntax, unknown names, type
+mismatches), unknown detectors, bad durations and amounts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import GovernanceFileError
+from ..record import PHASES
+from ._cel import CelCompileError, Evaluator, default_evaluator
+
+EFFECTS = ("allow", "warn", "redact", "require_approval", "deny")
+BUDGET_METRICS = ("cost_usd", "input_tokens", "output_tokens", "total_tokens", "llm_calls", "tool_calls", "steps")
+WINDOW_SCOPES = ("agent", "workflow", "project")
+WINDOW_PERIODS = ("hour", "day", "month")
+_TOP_KEYS = ("version", "policies", "budgets", "detectors", "pricing", "tests")
+_RULE_KEYS = ("id", "on", "when", "effect", "message", "priority", "approvers", "timeout", "on_timeout", "detectors", "paths")
+_EXEC_BUDGET_KEYS = (*BUDGET_METRICS, "duration", "per_tool")
+_WINDOW_KEYS = ("id", "scope", "match", "period", *BUDGET_METRICS)
+_TEST_KEYS = ("name", "phase", "context", "expect")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400)}
+
+
+@dataclass(frozen=True)
+class Where:
+    """A position in a governance file."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One policy rule, validated."""
+
+    id: str
+    on: tuple[str, ...]
+    when: str | None
+    effect: str
+    message: str | None = None
+    priority: int = 0
+    approvers: tuple[str, ...] = ()
+    timeout_s: int | None = None
+    on_timeout: str = "reject"
+    detectors: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    where: Where | None = field(default=None, compare=False)
+
+    def document(self) -> dict[str, Any]:
+        """The rule as it enters the governance version's canonical document."""
+        doc: dict[str, Any] = {"id": self.id, "on": list(self.on), "when": self.when, "effect": self.effect,
+                               "message": self.message, "priority": self.priority}
+        if self.effect == "require_approval":
+            doc.update(approvers=list(self.approvers), timeout_s=self.timeout_s, on_timeout=self.on_timeout)
+        if self.effect == "redact":
+            doc.update(detectors=list(self.detectors), paths=list(self.paths))
+        return doc
+
+
+@dataclass(frozen=True)
+class WindowBudget:
+    """A budget over many executions: per agent, workflow or project, per hour, day or month."""
+
+    id: str
+    scope: str
+    match: dict[str, str]
+    period: str
+    limits: dict[str, int]
+    where: Where | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated governance file: what a governance version is made of."""
+
+    rules: tuple[Rule, ...] = ()
+    execution_budgets: dict[str, int] = field(default_factory=dict)
+    per_tool: dict[str, int] = field(default_factory=dict)
+    windows: tuple[WindowBudget, ...] = ()
+    secrets: bool = True
+    custom_detectors: dict[str, str] = field(default_factory=dict)
+    pricing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tests: tuple[dict[str, Any], ...] = ()
+    sources: tuple[str, ...] = ()
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[tuple[Where, str, str]] = []
+
+    def add(self, where: Where, message: str, hint: str = "") -> None:
+        self.items.append((where, message, hint))
+
+
+def _unknown_keys(keys: Any, allowed: tuple[str, ...], where_of: Any, what: str, problems: _Problems) -> None:
+    for key in keys:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+            problems.add(where_of(key), f"unknown key {key!r} in {what}", hint)
+
+
+# -- reading YAML with positions --------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false, so the key `on` stays a string."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+class _Located:
+    """The parsed YAML of one file and the line of every key and item, by path."""
+
+    def __init__(self, path: str, text: str):
+        self.file = path
+        self.lines: dict[tuple[Any, ...], int] = {}
+        node = yaml.compose(text, Loader=_Loader)
+        self.data = yaml.load(text, Loader=_Loader) if node is not None else None  # noqa: S506 - a SafeLoader
+        if node is not None:
+            self._walk(node, ())
+
+    def _walk(self, node: Any, path: tuple[Any, ...]) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = key_node.value
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                self._walk(value_node, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._walk(item, (*path, i))
+
+    def at(self, *path: Any) -> Where:
+        """The position of ``path``, or of its nearest ancestor that has one."""
+        p = tuple(path)
+        while p and p not in self.lines:
+            p = p[:-1]
+        return Where(self.file, self.lines.get(p, 1))
+
+
+def _files(target: str | os.PathLike[str]) -> list[Path]:
+    path = Path(target)
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        if not found:
+            raise GovernanceFileError(f"{path} holds no .yaml or .yml files", problems=[])
+        return found
+    if not path.exists():
+        raise GovernanceFileError(f"no governance file at {path}", problems=[])
+    return [path]
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+def parse_duration(value: Any) -> int | None:
+    """Seconds in ``30s``, ``10m``, ``2h``, ``1d``, ``500ms`` (rounded up) or a bare number of seconds."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            seconds = Decimal(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            return int(seconds.to_integral_value(rounding="ROUND_CEILING"))
+    return None
+
+
+def parse_usd(value: Any) -> int | None:
+    """Micro-USD in ``2``, ``2.50``, ``"$2.50"`` or ``"2.50"``; None when not an amount ≥ 0."""
+    if isinstance(value, bool):
+        return None
+    text = str(value).strip().removeprefix("$").replace(",", "") if isinstance(value, str) else repr(value)
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount < 0:
+        return None
+    micros = amount * 1_000_000
+    if micros != micros.to_integral_value():
+        return None  # finer than a micro-dollar
+    return int(micros)
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+# -- sections ---------------------------------------------------------------------------------
+
+
+def _rules(doc: _Located, raw: Any, ev: Evaluator, problems: _Problems, seen: dict[str, Where]) -> Iterator[Rule]:
+    if raw is None:
+        return
+    if not isinstance(raw, list):
+        problems.add(doc.at("policies"), "policies must be a list of rules", "start each rule with `- id: ...`")
+        return
+    for i, item in enumerate(raw):
+        rule = _rule(doc, i, item, ev, problems, seen)
+        if rule is not None:
+            yield rule
+
+
+def _rule(doc: _Located, i: int, item: Any, ev: Evaluator, problems: _Problems, seen: dict[str, Where]) -> Rule | None:
+    at = lambda *k: doc.at("policies", i, *k)  # noqa: E731
+    if not isinstance(item, dict):
+        problems.add(at(), "a rule must be a mapping with id, on, effect", "e.g. `- id: no-shell`")
+        return None
+    before = len(problems.items)
+    _unknown_keys(item, _RULE_KEYS, at, "a rule", problems)
+    rid = item.get("id")
+    if not isinstance(rid, str) or not _ID.match(rid):
+        problems.add(at("id"), f"rule id {rid!r} is missing or not a simple name", "use letters, digits, '-', '_' or '.'")
+        rid = f"#{i}"
+    elif rid in seen:
+        problems.add(at("id"), f"duplicate rule id {rid!r} (first at {seen[rid]})", "give each rule its own id")
+    else:
+        seen[rid] = at("id")
+    on = item.get("on")
+    phases = [on] if isinstance(on, str) else on
+    if not isinstance(phases, list) or not phases or not all(isinstance(p, str) for p in phases):
+        problems.add(at("on"), f"rule {rid}: `on` must name one or more phases", f"phases: {', '.join(sorted(PHASES))}")
+        phases = []
+    for p in phases:
+        if p not in PHASES:
+            close = difflib.get_close_matches(p, sorted(PHASES), n=1)
+            problems.add(at("on"), f"rule {rid}: unknown phase {p!r}", f"did you mean {close[0]!r}?" if close else f"phases: {', '.join(sorted(PHASES))}")
+    effect = item.get("effect")
+    if effect not in EFFECTS:
+        problems.add(at("effect"), f"rule {rid}: effect {effect!r} is not one of {', '.join(EFFECTS)}", "pick one of the five effects")
+    when = item.get("when")
+    if when is not None and not isinstance(when, str | bool):
+        problems.add(at("when"), f"rule {rid}: `when` must be a CEL expression", 'e.g. when: tool.name == "shell"')
+        when = None
+    if isinstance(when, bool):
+        when = "true" if when else "false"
+    if isinstance(when, str):
+        _check_when(doc, at("when"), rid, when, ev, problems)
+    message = item.get("message")
+    priority = item.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        problems.add(at("priority"), f"rule {rid}: priority must be a whole number", "lower runs first; default 0")
+        priority = 0
+    approvers, timeout_s, on_timeout = _approval_fields(item, at, rid, effect, problems)
+    detectors, paths = _redact_fields(item, at, rid, effect, problems)
+    if len(problems.items) > before:
+        return None
+    return Rule(rid, tuple(phases), when, effect, None if message is None else str(message), priority,
+                approvers, timeout_s, on_timeout, detectors, paths, at())
+
+
+def _check_when(doc: _Located, where: Where, rid: str, when: str, ev: Evaluator, problems: _Problems) -> None:
+    try:
+        ev.check(when)
+    except CelCompileError as exc:
+        p = exc.problem
+        hints = {
+            "syntax": "check the CEL syntax (quotes, parentheses, && / ||)",
+            "unknown-name": "variables: agent, workflow, execution, step, tool, llm, usage, labels, now (docs/governance.md)",
+            "type": "compare like with like: strings with strings, numbers with numbers",
+            "not-boolean": "a condition must be true or false, e.g. tool.name == \"shell\"",
+        }
+        line = Where(where.file, where.line + p.line - 1)
+        problems.add(line, f"rule {rid}: {p.kind} error in `when` at column {p.column}: {p.message}", hints.get(p.kind, ""))
+
+
+def _approval_fields(item: dict[str, Any], at: Any, rid: str, effect: Any, problems: _Problems) -> tuple[tuple[str, ...], int | None, str]:
+    approvers = item.get("approvers", [])
+    if isinstance(approvers, str):
+        approvers = [approvers]
+    if not isinstance(approvers, list) or not all(isinstance(a, str) for a in approvers):
+        problems.add(at("approvers"), f"rule {rid}: approvers must be a list of names or groups", "e.g. approvers: [finance]")
+        approvers = []
+    timeout_s = None
+    if "timeout" in item:
+        timeout_s = parse_duration(item["timeout"])
+        if timeout_s is None or timeout_s == 0:
+            problems.add(at("timeout"), f"rule {rid}: bad duration {item['timeout']!r}", "use 30s, 10m, 2h or 1d")
+    on_timeout = item.get("on_timeout", "reject")
+    if on_timeout not in ("reject", "approve"):
+        problems.add(at("on_timeout"), f"rule {rid}: on_timeout must be reject or approve, not {on_timeout!r}", "reject halts the execution when nobody decides in time")
+    if effect == "require_approval":
+        if not approvers:
+            problems.add(at(), f"rule {rid}: require_approval needs approvers", "e.g. approvers: [finance]")
+        timeout_s = timeout_s or 1800
+    elif "approvers" in item or "timeout" in item or "on_timeout" in item:
+        problems.add(at(), f"rule {rid}: approvers/timeout/on_timeout only apply to require_approval", "remove them or change the effect")
+    return tuple(approvers), timeout_s, str(on_timeout)
+
+
+def _redact_fields(item: dict[str, Any], at: Any, rid: str, effect: Any, problems: _Problems) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    detectors = item.get("detectors", [])
+    paths = item.get("paths", [])
+    for key, value in (("detectors", detectors), ("paths", paths)):
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            problems.add(at(key), f"rule {rid}: {key} must be a list of names", f"e.g. {key}: [email, phone]" if key == "detectors" else "e.g. paths: [args.email]")
+    if effect != "redact" and ("detectors" in item or "paths" in item):
+        problems.add(at(), f"rule {rid}: detectors/paths only apply to redact", "remove them or use effect: redact")
+    if effect == "redact" and not detectors:
+        problems.add(at(), f"rule {rid}: redact needs detectors", "e.g. detectors: [email, phone, payment_card]")
+    if isinstance(paths, list):
+        from ._detectors import parse_path
+
+        for p in paths:
+            try:
+                parse_path(str(p))
+            except ValueError as exc:
+                problems.add(at("paths"), f"rule {rid}: bad path {p!r}: {exc}", "dotted keys with * wildcards, e.g. args.customer.email")
+    ok = lambda v: tuple(v) if isinstance(v, list) and all(isinstance(x, str) for x in v) else ()  # noqa: E731
+    return ok(detectors), ok(paths)
+
+
+def _budgets(doc: _Located, raw: Any, problems: _Problems) -> tuple[dict[str, int], dict[str, int], list[WindowBudget]]:
+    limits: dict[str, int] = {}
+    per_tool: dict[str, int] = {}
+    windows: list[WindowBudget] = []
+    if raw is None:
+        return limits, per_tool, windows
+    if not isinstance(raw, dict):
+        problems.add(doc.at("budgets"), "budgets must be a mapping with `execution` and/or `windows`", "see docs/governance.md")
+        return limits, per_tool, windows
+    _unknown_keys(raw, ("execution", "windows"), lambda k: doc.at("budgets", k), "budgets", problems)
+    ex = raw.get("execution") or {}
+    if not isinstance(ex, dict):
+        problems.add(doc.at("budgets", "execution"), "budgets.execution must be a mapping", "e.g. cost_usd: 2.00")
+        ex = {}
+    _unknown_keys(ex, _EXEC_BUDGET_KEYS, lambda k: doc.at("budgets", "execution", k), "budgets.execution", problems)
+    for key, value in ex.items():
+        where = doc.at("budgets", "execution", key)
+        if key == "per_tool":
+            if not isinstance(value, dict):
+                problems.add(where, "per_tool must map tool names to call counts", "e.g. per_tool: {issue_refund: 3}")
+                continue
+            for tool, n in value.items():
+                if _count(n) is None:
+                    problems.add(doc.at("budgets", "execution", key, tool), f"per_tool {tool}: {n!r} is not a whole number ≥ 0", "e.g. issue_refund: 3")
+                else:
+                    per_tool[str(tool)] = n
+        elif key in _EXEC_BUDGET_KEYS:
+            parsed = _limit(key, value)
+            if parsed is None:
+                problems.add(where, f"budget {key}: bad {'amount' if key == 'cost_usd' else 'duration' if key == 'duration' else 'count'} {value!r}",
+                             {"cost_usd": "a dollar amount like 2.00 or \"$2.00\"", "duration": "use 30s, 10m, 2h or 1d"}.get(key, "a whole number ≥ 0"))
+            else:
+                limits["duration_ms" if key == "duration" else "cost_micros" if key == "cost_usd" else key] = parsed
+    windows = list(_windows(doc, raw.get("windows"), problems))
+    return limits, per_tool, windows
+
+
+def _limit(key: str, value: Any) -> int | None:
+    if key == "cost_usd":
+        return parse_usd(value)
+    if key == "duration":
+        seconds = parse_duration(value)
+        return None if seconds is None else seconds * 1000
+    return _count(value)
+
+
+def _windows(doc: _Located, raw: Any, problems: _Problems) -> Iterator[WindowBudget]:
+    if raw is None:
+        return
+    if not isinstance(raw, list):
+        problems.add(doc.at("budgets", "windows"), "budgets.windows must be a list", "start each with `- id: ...`")
+        return
+    seen: set[str] = set()
+    for i, w in enumerate(raw):
+        at = lambda *k, i=i: doc.at("budgets", "windows", i, *k)  # noqa: E731
+        if not isinstance(w, dict):
+            problems.add(at(), "a window budget must be a mapping", "see docs/governance.md")
+            continue
+        before = len(problems.items)
+        _unknown_keys(w, _WINDOW_KEYS, at, "a window budget", problems)
+        wid = w.get("id")
+        if not isinstance(wid, str) or not _ID.match(wid) or wid in seen:
+            problems.add(at("id"), f"window budget id {wid!r} is missing, not a simple name, or repeated", "give each window its own id")
+        seen.add(str(wid))
+        if w.get("scope") not in WINDOW_SCOPES:
+            problems.add(at("scope"), f"window {wid}: scope must be one of {', '.join(WINDOW_SCOPES)}", "e.g. scope: workflow")
+        if w.get("period") not in WINDOW_PERIODS:
+            problems.add(at("period"), f"window {wid}: period must be one of {', '.join(WINDOW_PERIODS)}", "e.g. period: day")
+        match = w.get("match") or {}
+        if not isinstance(match, dict) or not set(match) <= {"agent", "workflow"}:
+            problems.add(at("match"), f"window {wid}: match may name an agent and/or a workflow", "e.g. match: {workflow: support}")
+            match = {}
+        limits = {}
+        for metric in BUDGET_METRICS:
+            if metric in w:
+                parsed = _limit(metric, w[metric])
+                if parsed is None:
+                    problems.add(at(metric), f"window {wid}: bad {metric} {w[metric]!r}", "a dollar amount for cost_usd, a whole number otherwise")
+                else:
+                    limits["cost_micros" if metric == "cost_usd" else metric] = parsed
+        if not limits:
+            problems.add(at(), f"window {wid}: no limit given", f"set one of: {', '.join(BUDGET_METRICS)}")
+        if len(problems.items) == before:
+            yield WindowBudget(wid, w["scope"], {str(k): str(v) for k, v in match.items()}, w["period"], limits, at())
+
+
+def _detectors(doc: _Located, raw: Any, problems: _Problems) -> tuple[bool, dict[str, str]]:
+    if raw is None:
+        return True, {}
+    if not isinstance(raw, dict):
+        problems.add(doc.at("detectors"), "detectors must be a mapping", "e.g. detectors: {secrets: true, custom: {order_id: 'ORD-[0-9]{6}'}}")
+        return True, {}
+    _unknown_keys(raw, ("secrets", "custom"), lambda k: doc.at("detectors", k), "detectors", problems)
+    secrets = raw.get("secrets", True)
+    if not isinstance(secrets, bool):
+        problems.add(doc.at("detectors", "secrets"), "detectors.secrets must be true or false", "secret detection is on by default")
+        secrets = True
+    custom = raw.get("custom") or {}
+    out: dict[str, str] = {}
+    if not isinstance(custom, dict):
+        problems.add(doc.at("detectors", "custom"), "detectors.custom must map names to regular expressions", "e.g. order_id: 'ORD-[0-9]{6}'")
+        return secrets, out
+    from ._detectors import custom_detector
+
+    for name, regex in custom.items():
+        try:
+            custom_detector(str(name), str(regex))
+        except ValueError as exc:
+            problems.add(doc.at("detectors", "custom", name), f"detector {name}: {exc}", "check the name and the escaping; quote the pattern in YAML")
+            continue
+        out[str(name)] = str(regex)
+    return secrets, out
+
+
+# -- the whole ---------------------------------------------------------------------------------
+
+
+def load_spec(target: str | os.PathLike[str], *, evaluator: Evaluator | None = None) -> Spec:
+    """Read and validate a governance file or folder.
+
+    Raises:
+        GovernanceFileError: listing every problem found, each with file, line and hint.
+    """
+    ev = evaluator or default_evaluator()
+    problems = _Problems()
+    rules: list[Rule] = []
+    limits: dict[str, int] = {}
+    per_tool: dict[str, int] = {}
+    windows: list[WindowBudget] = []
+    secrets, custom, pricing, tests = True, {}, {}, []
+    seen: dict[str, Where] = {}
+    files = _files(target)
+    for path in files:
+        try:
+            doc = _Located(str(path), path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problems.add(Where(str(path), mark.line + 1 if mark else 1), f"not valid YAML: {getattr(exc, 'problem', exc)}", "check indentation and quoting")
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.add(Where(str(path), 1), f"cannot read the file: {exc}", "")
+            continue
+        data = doc.data
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            problems.add(doc.at(), "a governance file must be a mapping at the top", "start with `version: 1`")
+            continue
+        _unknown_keys(data, _TOP_KEYS, lambda k, d=doc: d.at(k), "the governance file", problems)
+        if data.get("version", 1) != 1:
+            problems.add(doc.at("version"), f"version {data.get('version')!r} is not supported", "this Execord reads version: 1")
+        rules.extend(_rules(doc, data.get("policies"), ev, problems, seen))
+        lim, pt, win = _budgets(doc, data.get("budgets"), problems)
+        for name, value in lim.items():
+            if name in limits:
+                problems.add(doc.at("budgets", "execution"), f"budget {name} is set in more than one file", "set each budget once")
+            limits[name] = value
+        per_tool.update(pt)
+        windows.extend(win)
+        if "detectors" in data:
+            secrets, more = _detectors(doc, data["detectors"], problems)
+            custom.update(more)
+        if isinstance(data.get("pricing"), dict):
+            _check_pricing(doc, data["pricing"], problems)
+            pricing.update(data["pricing"])
+        elif data.get("pricing") is not None:
+            problems.add(doc.at("pricing"), "pricing must map model names to prices", "see docs/governance.md")
+        tests.extend(_tests(doc, data.get("tests"), problems))
+    _check_detector_names(rules, custom, problems)
+    if problems.items:
+        ordered = sorted(problems.items, key=lambda p: (p[0].file, p[0].line))
+        raise GovernanceFileError.from_problems(ordered)
+    return Spec(tuple(rules), limits, per_tool, tuple(windows), secrets, custom, pricing, tuple(tests),
+                tuple(str(p) for p in files))
+
+
+def _check_pricing(doc: _Located, pricing: dict[str, Any], problems: _Problems) -> None:
+    from ._prices import default_table, with_overrides
+
+    for model, prices in pricing.items():
+        try:
+            with_overrides(default_table(), {model: prices})
+        except (ValueError, TypeError) as exc:
+            problems.add(doc.at("pricing", model), f"pricing {model}: {exc}",
+                         "keys: input_per_mtok_usd, output_per_mtok_usd (USD per million tokens)")
+
+
+def _check_detector_names(rules: list[Rule], custom: dict[str, str], problems: _Problems) -> None:
+    from ._detectors import BUILTIN
+
+    known = sorted(set(BUILTIN) | set(custom))
+    for rule in rules:
+        for name in rule.detectors:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                problems.add(rule.where or Where("?", 1), f"rule {rule.id}: unknown detector {name!r}",
+                             f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}")
+
+
+def _tests(doc: _Located, raw: Any, problems: _Problems) -> Iterator[dict[str, Any]]:
+    if raw is None:
+        return
+    if not isinstance(raw, list):
+        problems.add(doc.at("tests"), "tests must be a list of cases", "each: name, phase, context, expect")
+        return
+    for i, case in enumerate(raw):
+        at = lambda *k, i=i: doc.at("tests", i, *k)  # noqa: E731
+        if not isinstance(case, dict):
+            problems.add(at(), "a test case must be a mapping", "each: name, phase, context, expect")
+            continue
+        _unknown_keys(case, _TEST_KEYS, at, "a test case", problems)
+        expect = case.get("expect")
+        if case.get("phase") not in PHASES:
+            problems.add(at("phase"), f"test {case.get('name')!r}: phase {case.get('phase')!r} is unknown", f"phases: {', '.join(sorted(PHASES))}")
+        elif not isinstance(expect, dict) or expect.get("decision") not in EFFECTS:
+            problems.add(at("expect"), f"test {case.get('name')!r}: expect.decision must be one of {', '.join(EFFECTS)}", "e.g. expect: {decision: deny, rule: no-shell}")
+        else:
+            yield {"name": str(case.get("name") or f"case {i + 1}"), "phase": case["phase"],
+                   "context": case.get("context") or {}, "expect": expect, "where": str(at())}
