@@ -316,3 +316,13 @@ def test_a_missing_file_is_created_only_when_asked(tmp_path: Any) -> None:
         open_store(path, create=False)
     open_store(path).close()
     assert path.exists()
+
+
+def test_a_batch_that_starts_an_execution_leaves_the_tip_at_its_last_event(s: SQLiteStore) -> None:
+    """Regression: the start's projection once reset the cached tip to seq 0 mid-batch."""
+    c = Chain()
+    s.append([c.start(), c.log("a")])
+    s.append([c.log("b")])  # would be refused as a gap (or a conflict) with a stale tip
+    s.append([c.log("c"), c.end()])
+    assert [e.seq for e in s.events(c.id)] == [0, 1, 2, 3, 4]
+    assert s.get_execution(c.id)["status"] == "succeeded"

@@ -8,7 +8,7 @@ import sys
 import typer
 
 from ..errors import ExecordError
-from . import _executions
+from . import _approvals, _executions, _governance
 from ._demo import demo
 from ._verify import verify
 
@@ -26,6 +26,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(_executions.app, name="executions")
+app.add_typer(_governance.app, name="governance")
+app.add_typer(_approvals.app, name="approvals")
 app.command("verify")(verify)
 app.command("demo")(demo)
 

@@ -31,6 +31,7 @@ _RULE_KEYS = ("id", "on", "when", "effect", "message", "priority", "approvers", 
 _EXEC_BUDGET_KEYS = (*BUDGET_METRICS, "duration", "per_tool")
 _WINDOW_KEYS = ("id", "scope", "match", "period", *BUDGET_METRICS)
 _TEST_KEYS = ("name", "phase", "context", "expect")
+_CAN_WAIT = ("tool.request", "llm.request", "step.request")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400)}
@@ -308,6 +309,10 @@ def _approval_fields(item: dict[str, Any], at: Any, rid: str, effect: Any, probl
     if on_timeout not in ("reject", "approve"):
         problems.add(at("on_timeout"), f"rule {rid}: on_timeout must be reject or approve, not {on_timeout!r}", "reject halts the execution when nobody decides in time")
     if effect == "require_approval":
+        cannot_wait = [p for p in (item.get("on") if isinstance(item.get("on"), list) else [item.get("on")]) if p not in _CAN_WAIT]
+        if cannot_wait:
+            problems.add(at("on"), f"rule {rid}: require_approval can only hold an action before it runs, not at {', '.join(map(str, cannot_wait))}",
+                         f"use it on {', '.join(_CAN_WAIT)}")
         if not approvers:
             problems.add(at(), f"rule {rid}: require_approval needs approvers", "e.g. approvers: [finance]")
         timeout_s = timeout_s or 1800

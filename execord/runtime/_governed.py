@@ -150,12 +150,17 @@ class Governed:
         return ctx
 
     def evaluate(self, phase: str, ctx: dict[str, Any], *, projection: dict[str, int] | None = None,
-                 tool: str | None = None) -> Decision:
-        """Evaluate the pinned policy at a phase (``active`` must be true)."""
+                 tool: str | None = None) -> Decision | None:
+        """Evaluate the pinned policy at a phase (``active`` must be true).
+
+        Returns None when no rule and no budget applies there: nothing was decided, so
+        nothing is recorded.
+        """
         assert self.pinned is not None
         windows = self.windows_used if phase in ("admission",) or phase.endswith(".response") else None
-        return self.pinned.policy.evaluate(phase, ctx, usage=self.usage, projection=projection, tool=tool,
-                                           windows_used=windows)
+        d = self.pinned.policy.evaluate(phase, ctx, usage=self.usage, projection=projection, tool=tool,
+                                        windows_used=windows)
+        return d if d.rules or d.budgets else None
 
     def redact(self, value: Any, decision: Decision | None) -> tuple[Any, list[dict[str, str]]]:
         """Apply the matched redact rules and the always-on secret detectors to ``value``."""

@@ -209,10 +209,11 @@ class ExecutionHandle(GovernedSteps):
         execution ``halted`` with zero steps and raises `Halted`.
         """
         gov = self.gov = Governed(pinned, self._static_context(), usage=self.usage, started_us=self._t0_us)
-        decision = None
+        decision = ctx = None
         if gov.active:
             gov.load_windows(self._writer.store, self.agent, self.workflow, self.id)
-            decision = gov.evaluate("admission", gov.context())
+            ctx = gov.context()
+            decision = gov.evaluate("admission", ctx)
         inputs, redactions = gov.redact(inputs, decision)
         ref, blobs = self._capture(inputs)
         s = self._settings
@@ -236,7 +237,7 @@ class ExecutionHandle(GovernedSteps):
             barrier=decision is None,
         )
         if decision is not None:
-            seq = self._decision_event(decision, None, None, redactions, barrier=True)
+            seq = self._decision_event(decision, None, None, redactions, barrier=True, ctx=ctx)
             if decision.decision == "deny":
                 halted = gov.halt(seq, decision, "admission", self.id)
                 self.end(halted)
@@ -387,10 +388,12 @@ class ExecutionHandle(GovernedSteps):
         """
         gov = self.gov
         if gov.active and gov.halted is None and self.status == "running":
-            decision = gov.evaluate("end", gov.context())
-            seq = self._decision_event(decision, None, None, [], barrier=False)
-            if decision.decision == "deny":
-                gov.halt(seq, decision, "end", self.id)
+            ctx = gov.context()
+            decision = gov.evaluate("end", ctx)
+            if decision is not None:
+                seq = self._decision_event(decision, None, None, [], barrier=False, ctx=ctx)
+                if decision.decision == "deny":
+                    gov.halt(seq, decision, "end", self.id)
         err = None
         step_kind = None
         halt = gov.halted.halt() if gov.halted is not None else None

@@ -76,13 +76,22 @@ class GovernedSteps:
                          execution_id=self.id)
 
     def _decision_event(self: ExecutionHandle, d: Decision, step_id: str | None, parent: str | None,
-                        redactions: list[dict[str, str]], *, barrier: bool) -> int:
+                        redactions: list[dict[str, str]], *, barrier: bool, ctx: dict[str, Any] | None = None) -> int:
         policy = self.gov.pinned.policy  # type: ignore[union-attr]
-        e = self._emit(GOVERNANCE_DECISION, {
+        attrs = {
             "phase": d.phase, "step_id": step_id, "decision": d.decision, "rules": d.rules, "budgets": d.budgets,
             "redactions": redactions, "governance_version": self.gov.version_id, "engine": policy.engine,
             "eval_us": d.eval_us,
-        }, step_id=step_id, parent_step_id=parent, barrier=barrier)
+        }
+        if ctx is not None:
+            # What the record cannot otherwise tell about this evaluation (the rest: the
+            # execution's start, the step's recorded input or output), so that `execord
+            # governance simulate` can evaluate exactly what the rules saw.
+            attrs["inputs"] = {"usage": ctx["usage"], "per_tool": dict(self.usage.per_tool),
+                               "windows": self.gov.windows_used or None,
+                               "duration_ms": ctx["execution"]["duration_ms"],
+                               "now": ctx["now"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        e = self._emit(GOVERNANCE_DECISION, attrs, step_id=step_id, parent_step_id=parent, barrier=barrier)
         return e.seq
 
     def _context_for(self: ExecutionHandle, kind: str, name: str, step_id: str, parent: str | None,
@@ -138,9 +147,12 @@ class GovernedSteps:
         self.refuse_if_halted()
         step_id = uuid7()
         gov = self.gov
-        decision = None
+        decision = ctx = None
         if gov.active:
-            ctx = self._context_for(kind, name, step_id, parent, input_value, extra, response=False)
+            # Rules see the value with secrets already removed: secrets never decide anything,
+            # and everything a rule saw is in the record.
+            seen, _ = gov.redact(input_value, None)
+            ctx = self._context_for(kind, name, step_id, parent, seen, extra, response=False)
             decision = gov.evaluate(request_phase(kind), ctx, projection=self._projection(kind, extra, ctx),
                                     tool=name if kind == "tool" else None)
         redacted, redactions = gov.redact(input_value, decision)
@@ -151,7 +163,7 @@ class GovernedSteps:
         if decision is None:
             return step, redacted, None
         waits = decision.decision == "require_approval"
-        seq = self._decision_event(decision, step_id, parent, redactions, barrier=not waits)
+        seq = self._decision_event(decision, step_id, parent, redactions, barrier=not waits, ctx=ctx)
         if decision.decision == "deny":
             self.end_step(step, blocked=True)
             raise gov.halt(seq, decision, request_phase(kind), self.id)
@@ -238,13 +250,14 @@ class GovernedSteps:
             step.cost_micros, step.price_source = cost, source
         self._count(step)
         gov = self.gov
-        decision = None
+        decision = ctx = None
         if gov.active:
-            ctx = self._context_for(step.kind, step.name, step.id, step.parent_step_id, output, extra, response=True)
+            seen, _ = gov.redact(output, None)
+            ctx = self._context_for(step.kind, step.name, step.id, step.parent_step_id, seen, extra, response=True)
             decision = gov.evaluate(response_phase(step.kind), ctx, tool=step.name if step.kind == "tool" else None)
         redacted, redactions = gov.redact(output, decision)
         if decision is not None:
-            seq = self._decision_event(decision, step.id, step.parent_step_id, redactions, barrier=False)
+            seq = self._decision_event(decision, step.id, step.parent_step_id, redactions, barrier=False, ctx=ctx)
             if decision.decision == "deny":
                 self.end_step(step, blocked=True, counted=True)
                 raise gov.halt(seq, decision, response_phase(step.kind), self.id)

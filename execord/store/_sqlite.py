@@ -195,19 +195,26 @@ class SQLiteStore(GovernanceTables):
                 c.executemany(_INSERT_BLOB, [(b.digest, b.size, b.type, b.data) for b in blobs])
             rows = []
             fresh = []
+            status: dict[str, str] = {}  # execution id -> its status, moved along by the projection
             for e in events:
                 tip = tips.get(e.execution_id) or self._tip(e.execution_id)
                 if not self._admit(e, tip):
                     continue  # the identical event is already stored
                 rows.append((e.execution_id, e.seq, e.type, e.ts, e.step_id, e.hash, e.body))
                 fresh.append(e)
+                status.setdefault(e.execution_id, tip.status if tip else "running")
                 tips[e.execution_id] = Tip(e.seq, e.hash, e.type == EXECUTION_ENDED, tip.status if tip else "running")
             if len(rows) == 1:
                 c.execute(_INSERT_EVENT, rows[0])
             elif rows:
                 c.executemany(_INSERT_EVENT, rows)
             for e in fresh:
-                tips[e.execution_id] = project(c, e, tips[e.execution_id])
+                # The projection moves the status event by event; the tip itself stays at the
+                # last admitted event of the batch.
+                before = status[e.execution_id]
+                status[e.execution_id] = project(c, e, Tip(e.seq, e.hash, e.type == EXECUTION_ENDED, before)).status
+            for eid, st in status.items():
+                tips[eid] = tips[eid]._replace(status=st)
             c.execute("COMMIT")
         except sqlite3.IntegrityError:
             c.execute("ROLLBACK")
