@@ -13,7 +13,16 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from ..governance import EFFECT_RANK, Policy, build_version, fill, load_spec
-from ._common import DbOption, FormatOption, check_format, console, err_console, parse_when, print_json, store_from
+from ._common import (
+    DbOption,
+    FormatOption,
+    check_format,
+    console,
+    err_console,
+    parse_when,
+    print_json,
+    store_from,
+)
 
 app = typer.Typer(help="Validate, test, apply, compare and simulate governance files.", no_args_is_help=True)
 

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..governance import Decision, Policy, Usage
-from ..record import EXECUTION_STARTED, GOVERNANCE_DECISION, STEP_ENDED, STEP_STARTED, Event, parse_ts
+from ..record import (
+    EXECUTION_STARTED,
+    GOVERNANCE_DECISION,
+    STEP_ENDED,
+    STEP_STARTED,
+    Event,
+    parse_ts,
+)
 from ..store import ExecutionFilter, blob_value
 from ._governed import load_pinned
 
