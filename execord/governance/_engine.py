@@ -23,6 +23,7 @@ _PIN = {
     "llm": re.compile(r'^\s*\(?\s*llm\.model\s*==\s*"([^"\\]+)"\s*\)?\s*(?:&&|$)'),
 }
 # metric -> what a governed action adds to it before it runs (the projection)
+_LANDS = frozenset({"input_tokens", "output_tokens", "total_tokens", "cost_micros", "duration_ms"})
 USAGE_KEYS = ("input_tokens", "output_tokens", "total_tokens", "cost_micros", "llm_calls", "tool_calls", "steps", "duration_ms")
 
 
@@ -191,14 +192,19 @@ class Policy:
                  windows_used: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
         used = usage.as_context()
         out = []
+        # Counts (calls, steps) were checked with the projection before the action and
+        # cannot change after it; only what lands with the answer is checked again.
+        landing = phase.endswith(".response") or phase == "end"
         for metric, limit in self.spec.execution_budgets.items():
+            if landing and metric not in _LANDS:
+                continue
             now = used.get(metric, 0)
             projected = now + projection.get(metric, 0)
             if metric == "total_tokens":
                 projected = now + projection.get("input_tokens", 0) + projection.get("output_tokens", 0)
             out.append({"id": f"execution.{_metric_name(metric)}", "metric": _metric_name(metric), "limit": limit,
                         "used": now, "projected": projected, "ok": projected <= limit})
-        if tool is not None and tool in self.spec.per_tool:
+        if tool is not None and tool in self.spec.per_tool and phase == "tool.request":
             limit = self.spec.per_tool[tool]
             now = usage.per_tool.get(tool, 0)
             projected = now + (1 if phase == "tool.request" else 0)
@@ -206,7 +212,7 @@ class Policy:
                         "used": now, "projected": projected, "ok": projected <= limit})
         for w in self.spec.windows:
             if w.id in windows_used:
-                out.extend(_window_results(w, windows_used[w.id], used, projection))
+                out.extend(_window_results(w, windows_used[w.id], used, projection, landing))
         return out
 
 
@@ -215,9 +221,11 @@ def _metric_name(metric: str) -> str:
 
 
 def _window_results(w: WindowBudget, before: Mapping[str, int], used: Mapping[str, int],
-                    projection: Mapping[str, int]) -> list[dict[str, Any]]:
+                    projection: Mapping[str, int], landing: bool = False) -> list[dict[str, Any]]:
     out = []
     for metric, limit in w.limits.items():
+        if landing and metric not in _LANDS:
+            continue
         now = before.get(metric, 0) + used.get(metric, 0)
         projected = now + projection.get(metric, 0)
         out.append({"id": w.id, "metric": _metric_name(metric), "limit": limit, "used": now,
