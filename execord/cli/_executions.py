@@ -297,7 +297,8 @@ def _show_values(store: Any, e: Event) -> list[str]:
         for r in e.attrs.get("rules") or []:
             lines.append(f"  rule {r['id']}: {r['effect']} matched={r['matched']} {r.get('message') or ''}")
         for b in e.attrs.get("budgets") or []:
-            lines.append(f"  budget {b['id']}: used {b['used']} / {b['limit']} ok={b['ok']}")
+            lines.append(f"  budget {b['id']}: {b['projected']} of {b['limit']} "
+                         f"({'ok' if b['ok'] else 'exceeded'}; {b['used']} before this action)")
     if e.type == EXECUTION_ENDED:
         lines.append(f"  totals: {orjson.dumps(e.attrs['totals']).decode()}")
     return lines

@@ -183,7 +183,9 @@ class Policy:
                 matched[rule.id] = "deny"
             else:
                 hit = value is True
-                out.append({"id": rule.id, "effect": rule.effect, "matched": hit, "message": rule.message})
+                # A rule's message is in its governance version; a decision repeats it only
+                # when the rule matched, which keeps every decision event small.
+                out.append({"id": rule.id, "effect": rule.effect, "matched": hit, "message": rule.message if hit else None})
                 if hit:
                     matched[rule.id] = rule.effect
         return out, matched

@@ -196,7 +196,7 @@ def _attrs_fast(attrs: Any) -> Any:
     return patched
 
 
-def canonical_event(envelope: dict[str, Any], attrs: Any) -> bytes:
+def canonical_event(envelope: dict[str, Any], attrs: Any, *, plain: bool = False) -> bytes:
     """``canonical_json({**envelope, "attrs": attrs})``, scanning only ``attrs``.
 
     The event's hot path: `build_event` makes the envelope itself, so only the attrs can
@@ -206,10 +206,13 @@ def canonical_event(envelope: dict[str, Any], attrs: Any) -> bytes:
         envelope: the event without ``attrs``. Precondition: ASCII keys, and values that are
             str, None, or int within ±(2**53 - 1).
         attrs: the event's attrs (any JSON value).
+        plain: the caller guarantees ``attrs`` holds only dicts with keys at or below
+            U+FFFF, lists, str, bool, None and ints (no floats, no other types), so the scan
+            is skipped; integers beyond ±(2**53 - 1) still divert to the reference.
     """
     try:
         fast = dict(envelope)
-        fast["attrs"] = _attrs_fast(attrs)
+        fast["attrs"] = attrs if plain else _attrs_fast(attrs)
         return orjson.dumps(fast, option=_OPTS)
     except (_NotPlain, orjson.JSONEncodeError):
         full = dict(envelope)

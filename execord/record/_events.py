@@ -154,6 +154,7 @@ def build_event(
     step_id: str | None = None,
     parent_step_id: str | None = None,
     validate: bool = True,
+    plain: bool = False,
 ) -> Event:
     """Make the next event of a chain: validate it, canonicalize it and hash it.
 
@@ -167,6 +168,7 @@ def build_event(
         step_id: the step this event belongs to, if any.
         parent_step_id: the enclosing step of ``step_id``, if any.
         validate: check ``attrs`` against the type (on unless the caller already did).
+        plain: the caller guarantees plain attrs (see `canonical_event`); skips a scan.
     """
     if validate:
         validate_attrs(type_, attrs)
@@ -185,7 +187,7 @@ def build_event(
     if not (type(execution_id) is str and type(seq) is int and 0 <= seq <= 2**53 - 1 and type(ts) is str
             and type(step_id) in (str, type(None)) and type(parent_step_id) in (str, type(None))):
         raise InvalidEvent("execution_id, ts and step ids must be strings, seq an int in 0..2**53-1")
-    body = canonical_event(envelope, attrs)
+    body = canonical_event(envelope, attrs, plain=plain)
     return Event(
         execution_id, seq, type_, ts, step_id, parent_step_id, attrs, prev_hash,
         event_hash(prev_hash, body), body,

@@ -52,11 +52,14 @@ class StepHandle:
         name: the step's name.
         parent_step_id: the enclosing step, if any.
         execution: the execution it belongs to.
+        input: the step's input as governance let it through (redacted where a rule or a
+            secret detector matched): with ``with execord.step(..., input=x) as s``, send
+            ``s.input`` on, not ``x``.
     """
 
     __slots__ = (
         "id", "kind", "name", "parent_step_id", "execution", "_t0", "output", "has_output",
-        "usage", "cost_micros", "price_source", "ended",
+        "usage", "cost_micros", "price_source", "ended", "input",
     )
 
     def __init__(self, execution: ExecutionHandle, step_id: str, kind: str, name: str, parent_step_id: str | None):
@@ -72,6 +75,7 @@ class StepHandle:
         self.cost_micros: int | None = None
         self.price_source: str | None = None
         self.ended = False
+        self.input: Any = None
 
     def set_output(self, value: Any) -> None:
         """Record ``value`` as the step's output (a context-managed step has no return value)."""
@@ -165,6 +169,7 @@ class ExecutionHandle(GovernedSteps):
         blobs: tuple[Blob, ...] = (),
         barrier: bool = False,
         final_status: str | None = None,
+        plain: bool = False,
     ) -> Event:
         w = self._writer
         with w.lock:
@@ -174,7 +179,7 @@ class ExecutionHandle(GovernedSteps):
             # validates event by event, so the per-event validation is skipped here.
             e = build_event(
                 self.id, self._seq, type_, now_ts(), attrs, self._last,
-                step_id=step_id, parent_step_id=parent_step_id, validate=False,
+                step_id=step_id, parent_step_id=parent_step_id, validate=False, plain=plain,
             )
             if barrier or w.strict:
                 w.barrier((e,), blobs)  # raises RecordError before seq moves on
@@ -208,6 +213,7 @@ class ExecutionHandle(GovernedSteps):
         Both are committed before the workflow body runs. A denial at admission ends the
         execution ``halted`` with zero steps and raises `Halted`.
         """
+        self._t0_us = now_us()  # the clock starts here, after the store was opened and governance loaded
         gov = self.gov = Governed(pinned, self._static_context(), usage=self.usage, started_us=self._t0_us)
         decision = ctx = None
         if gov.active:
@@ -301,7 +307,7 @@ class ExecutionHandle(GovernedSteps):
             status, err = "ok", None
         else:
             ref, blobs = None, ()
-            status, err = "error", error_info(error)
+            status, err = "error", self._error_info(error)
             if not isinstance(error, Halted):
                 self._step_errors.setdefault(id(error), (error, step.id, step.kind))
         if not counted and not blocked:
@@ -347,12 +353,20 @@ class ExecutionHandle(GovernedSteps):
             return
         if level not in ("debug", "info", "warning", "error"):
             level = "info"
-        self._emit(LOG, {"level": level, "message": str(message)[:_MESSAGE_CHARS], "data": to_jsonable(data)}, step_id=step_id)
+        # Logs go through the secret detectors like every captured value.
+        (text, plain), _ = self.gov.redact((str(message)[:_MESSAGE_CHARS], to_jsonable(data)), None)
+        self._emit(LOG, {"level": level, "message": text, "data": plain}, step_id=step_id)
 
     def set_output(self, value: Any) -> None:
         """Record ``value`` as the execution's output (``with execution()`` has no return value)."""
         self.output = value
         self.has_output = True
+
+    def _error_info(self, error: BaseException) -> dict[str, Any]:
+        """`error_info`, with secrets (and nothing else) redacted from the message."""
+        info = error_info(error)
+        info["message"], _ = self.gov.redact(info["message"], None)
+        return info
 
     def totals_dict(self) -> dict[str, int]:
         """The running totals (DESIGN §3 ``execution.ended`` totals)."""
@@ -387,6 +401,7 @@ class ExecutionHandle(GovernedSteps):
         ``interrupted``: the process was stopped rather than the workflow failing.
         """
         gov = self.gov
+        decision = None
         if gov.active and gov.halted is None and self.status == "running":
             ctx = gov.context()
             decision = gov.evaluate("end", ctx)
@@ -404,13 +419,13 @@ class ExecutionHandle(GovernedSteps):
         else:
             status = "failed" if isinstance(error, Exception) else "interrupted"
         if error is not None and not isinstance(error, Halted):
-            err = error_info(error)
+            err = self._error_info(error)
             step_id, step_kind = self._error_origin(error)
             err["step_id"] = step_id
             err["step_kind"] = step_kind
         ref, blobs = (None, ())
         if error is None and self.has_output and halt is None:
-            output, _ = gov.redact(self.output, None)
+            output, _ = gov.redact(self.output, decision)
             ref, blobs = self._capture(output)
         attrs = {
             "status": status,

@@ -91,7 +91,10 @@ class GovernedSteps:
                                "windows": self.gov.windows_used or None,
                                "duration_ms": ctx["execution"]["duration_ms"],
                                "now": ctx["now"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
-        e = self._emit(GOVERNANCE_DECISION, attrs, step_id=step_id, parent_step_id=parent, barrier=barrier)
+        # Plain by construction (ids, ints, bools, messages; no floats); only the tool names
+        # used as per-tool keys come from user code, so they are the one thing to check.
+        plain = all(max(k, default="") <= "\uffff" for k in self.usage.per_tool)
+        e = self._emit(GOVERNANCE_DECISION, attrs, step_id=step_id, parent_step_id=parent, barrier=barrier, plain=plain)
         return e.seq
 
     def _context_for(self: ExecutionHandle, kind: str, name: str, step_id: str, parent: str | None,
@@ -160,6 +163,7 @@ class GovernedSteps:
         if redactions and decision is None:
             attrs_extra["redactions"] = redactions
         step = self.start_step(kind, name, redacted, parent, step_id, attrs_extra or None, barrier=decision is None)
+        step.input = redacted
         if decision is None:
             return step, redacted, None
         waits = decision.decision == "require_approval"
