@@ -28,7 +28,7 @@ FormatOption = Annotated[
 # Piped output is read by scripts and grep: give tables room instead of the default 80 columns.
 _PIPE_WIDTH = max(int(os.environ.get("COLUMNS") or 0), 220)
 console = Console(highlight=False, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
 
 
 def check_format(fmt: str) -> str:

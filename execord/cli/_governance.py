@@ -121,7 +121,8 @@ def apply(
     created = store.put_governance_version(version.id, version.digest, version.canonical, by=by or _user())
     act = store.activate_governance(version.id, by=by or _user(), source=os.path.abspath(file))
     result = {"version": version.id, "created": created, "activated": act["changed"],
-              "from_version": act["from_version"], "activated_by": act["activated_by"]}
+              "from_version": act["from_version"] if act["changed"] else version.id,
+              "activated_by": act["activated_by"] if act["changed"] else None}
     if fmt == "json":
         print_json(result)
     elif act["changed"]:
@@ -194,8 +195,10 @@ def show(
                       escape(r.get("message") or ""))
     console.print(table)
     budgets = doc["budgets"]
+    names = {"cost_micros": "cost_usd", "duration_ms": "duration"}
     for k, v2 in {**budgets["execution"], **{f"per_tool.{t}": n for t, n in budgets["per_tool"].items()}}.items():
-        console.print(f"budget execution.{k}: {v2}")
+        shown = f"${v2 / 1_000_000:,.6f}".rstrip("0").rstrip(".") if k == "cost_micros" else f"{v2 // 1000}s" if k == "duration_ms" else v2
+        console.print(f"budget execution.{names.get(k, k)}: {shown}")
     for w in budgets["windows"]:
         console.print(f"budget {w['id']}: {w['scope']} {w['match']} per {w['period']}: {w['limits']}")
     console.print(f"detectors: secrets {'on' if doc['detectors']['secrets'] else 'off'}, "

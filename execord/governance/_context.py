@@ -72,7 +72,7 @@ VARIABLES: tuple[Variable, ...] = (
         ("tool_calls", "int", "tool calls so far"),
         ("steps", "int", "steps so far"),
         ("duration_ms", "int", "milliseconds since the execution started"),
-    ), "message", "what this execution has used before this action"),
+    ), "message", "what this execution has used so far: before the action at request phases, including it at response phases"),
     Variable("labels", None, "map<string,string>", "the execution's labels"),
     Variable("now", None, "timestamp", "the time of the evaluation"),
 )

@@ -29,10 +29,34 @@ USAGE_KEYS = ("input_tokens", "output_tokens", "total_tokens", "cost_micros", "l
 
 def pinned_name(rule: Rule, kind: str) -> str | None:
     """The tool (or model) name a rule's expression pins with a leading ``== "…" &&``."""
-    if rule.when is None:
+    if rule.when is None or _top_level_or(rule.when):
+        # `a && b || c` matches without a: only a pin that holds for the whole expression
+        # may keep a rule away from other tools.
         return None
     m = _PIN[kind].match(rule.when)
     return m.group(1) if m else None
+
+
+def _top_level_or(expr: str) -> bool:
+    """True when ``||`` or ``?:`` appears outside every bracket and string literal."""
+    depth, i, quote = 0, 0, ""
+    while i < len(expr):
+        ch = expr[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and (expr.startswith("||", i) or ch == "?"):
+            return True
+        i += 1
+    return False
 
 
 @dataclass
@@ -197,7 +221,9 @@ class Policy:
         # Counts (calls, steps) were checked with the projection before the action and
         # cannot change after it; only what lands with the answer is checked again.
         landing = phase.endswith(".response") or phase == "end"
-        for metric, limit in self.spec.execution_budgets.items():
+        # Sorted, so a file loaded from disk and the same version read back from the store
+        # check (and name the first exceeded budget) in the same order.
+        for metric, limit in sorted(self.spec.execution_budgets.items()):
             if landing and metric not in _LANDS:
                 continue
             now = used.get(metric, 0)
@@ -212,7 +238,7 @@ class Policy:
             projected = now + (1 if phase == "tool.request" else 0)
             out.append({"id": f"execution.per_tool.{tool}", "metric": f"tool_calls[{tool}]", "limit": limit,
                         "used": now, "projected": projected, "ok": projected <= limit})
-        for w in self.spec.windows:
+        for w in sorted(self.spec.windows, key=lambda w: w.id):
             if w.id in windows_used:
                 out.extend(_window_results(w, windows_used[w.id], used, projection, landing))
         return out
@@ -225,7 +251,7 @@ def _metric_name(metric: str) -> str:
 def _window_results(w: WindowBudget, before: Mapping[str, int], used: Mapping[str, int],
                     projection: Mapping[str, int], landing: bool = False) -> list[dict[str, Any]]:
     out = []
-    for metric, limit in w.limits.items():
+    for metric, limit in sorted(w.limits.items()):
         if landing and metric not in _LANDS:
             continue
         now = before.get(metric, 0) + used.get(metric, 0)
@@ -246,16 +272,17 @@ def _pin_value(phase: str, context: Mapping[str, Any]) -> str | None:
 def _combine(phase: str, rules: list[dict[str, Any]], matched: dict[str, str], budgets: list[dict[str, Any]],
              bucket: _Bucket) -> Decision:
     by_id = {r.id: r for r in bucket.rules}
+    redacts = [by_id[rid] for rid, e in matched.items() if e == "redact" and rid in by_id]
     denying = [rid for rid, eff in matched.items() if eff == "deny"]  # already in (priority, id) order
     over = [b["id"] for b in budgets if not b["ok"]]
+    # A denied action's input is still recorded, so it is still redacted.
     if denying:
-        return Decision(phase, "deny", rules, budgets, ("rule", denying[0]))
+        return Decision(phase, "deny", rules, budgets, ("rule", denying[0]), redact_rules=redacts)
     if over:
-        return Decision(phase, "deny", rules, budgets, ("budget", over[0]))
+        return Decision(phase, "deny", rules, budgets, ("budget", over[0]), redact_rules=redacts)
     top = max((EFFECT_RANK[e] for e in matched.values()), default=0)
     effect = next(e for e, rank in EFFECT_RANK.items() if rank == top)
     first = next((rid for rid, e in matched.items() if e == effect), None)
-    redacts = [by_id[rid] for rid, e in matched.items() if e == "redact"]
     approval = by_id[first] if effect == "require_approval" and first else None
     deciding = ("rule", first) if first is not None and effect != "allow" else None
     return Decision(phase, effect, rules, budgets, deciding, approval, redacts)

@@ -64,15 +64,17 @@ class Rule:
     detectors: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
     where: Where | None = field(default=None, compare=False)
+    detectors_where: Where | None = field(default=None, compare=False)
 
     def document(self) -> dict[str, Any]:
         """The rule as it enters the governance version's canonical document."""
-        doc: dict[str, Any] = {"id": self.id, "on": list(self.on), "when": self.when, "effect": self.effect,
+        # Sets are sorted: the order phases or approvers were written in decides nothing.
+        doc: dict[str, Any] = {"id": self.id, "on": sorted(self.on), "when": self.when, "effect": self.effect,
                                "message": self.message, "priority": self.priority}
         if self.effect == "require_approval":
-            doc.update(approvers=list(self.approvers), timeout_s=self.timeout_s, on_timeout=self.on_timeout)
+            doc.update(approvers=sorted(self.approvers), timeout_s=self.timeout_s, on_timeout=self.on_timeout)
         if self.effect == "redact":
-            doc.update(detectors=list(self.detectors), paths=list(self.paths))
+            doc.update(detectors=list(self.detectors), paths=sorted(self.paths))
         return doc
 
 
@@ -141,6 +143,7 @@ class _Located:
     def __init__(self, path: str, text: str):
         self.file = path
         self.lines: dict[tuple[Any, ...], int] = {}
+        self.value_lines: dict[tuple[Any, ...], int] = {}
         node = yaml.compose(text, Loader=_Loader)
         self.data = yaml.load(text, Loader=_Loader) if node is not None else None  # noqa: S506 - a SafeLoader
         if node is not None:
@@ -148,6 +151,9 @@ class _Located:
 
     def _walk(self, node: Any, path: tuple[Any, ...]) -> None:
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
+            # A block scalar's text starts on the line after its `|` or `>`.
+            self.value_lines[path] = node.start_mark.line + 2
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 key = key_node.value
@@ -264,7 +270,8 @@ def _rule(doc: _Located, i: int, item: Any, ev: Evaluator, problems: _Problems, 
     if isinstance(when, bool):
         when = "true" if when else "false"
     if isinstance(when, str):
-        _check_when(doc, at("when"), rid, when, ev, problems)
+        text_line = doc.value_lines.get(("policies", i, "when"))
+        _check_when(doc, Where(doc.file, text_line) if text_line else at("when"), rid, when, ev, problems)
     message = item.get("message")
     priority = item.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
@@ -275,7 +282,7 @@ def _rule(doc: _Located, i: int, item: Any, ev: Evaluator, problems: _Problems, 
     if len(problems.items) > before:
         return None
     return Rule(rid, tuple(phases), when, effect, None if message is None else str(message), priority,
-                approvers, timeout_s, on_timeout, detectors, paths, at())
+                approvers, timeout_s, on_timeout, detectors, paths, at(), at("detectors") if "detectors" in item else None)
 
 
 def _check_when(doc: _Located, where: Where, rid: str, when: str, ev: Evaluator, problems: _Problems) -> None:
@@ -326,7 +333,7 @@ def _redact_fields(item: dict[str, Any], at: Any, rid: str, effect: Any, problem
     paths = item.get("paths", [])
     for key, value in (("detectors", detectors), ("paths", paths)):
         if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-            problems.add(at(key), f"rule {rid}: {key} must be a list of names", f"e.g. {key}: [email, phone]" if key == "detectors" else "e.g. paths: [args.email]")
+            problems.add(at(key), f"rule {rid}: {key} must be a list of names", f"e.g. {key}: [email, phone]" if key == "detectors" else "e.g. paths: [customer.email] (relative to the value: a tool's arguments by parameter name)")
     if effect != "redact" and ("detectors" in item or "paths" in item):
         problems.add(at(), f"rule {rid}: detectors/paths only apply to redact", "remove them or use effect: redact")
     if effect == "redact" and not detectors:
@@ -338,7 +345,7 @@ def _redact_fields(item: dict[str, Any], at: Any, rid: str, effect: Any, problem
             try:
                 parse_path(str(p))
             except ValueError as exc:
-                problems.add(at("paths"), f"rule {rid}: bad path {p!r}: {exc}", "dotted keys with * wildcards, e.g. args.customer.email")
+                problems.add(at("paths"), f"rule {rid}: bad path {p!r}: {exc}", "dotted keys with * wildcards, relative to the value, e.g. customer.email or messages.*.content")
     ok = lambda v: tuple(v) if isinstance(v, list) and all(isinstance(x, str) for x in v) else ()  # noqa: E731
     return ok(detectors), ok(paths)
 
@@ -473,6 +480,8 @@ def load_spec(target: str | os.PathLike[str], *, evaluator: Evaluator | None = N
     per_tool: dict[str, int] = {}
     windows: list[WindowBudget] = []
     secrets, custom, pricing, tests = True, {}, {}, []
+    pricing_where: Where | None = None
+    pricing_seen: dict[str, Where] = {}
     seen: dict[str, Where] = {}
     files = _files(target)
     for path in files:
@@ -501,17 +510,30 @@ def load_spec(target: str | os.PathLike[str], *, evaluator: Evaluator | None = N
                 problems.add(doc.at("budgets", "execution"), f"budget {name} is set in more than one file", "set each budget once")
             limits[name] = value
         per_tool.update(pt)
+        for w in win:
+            if any(other.id == w.id for other in windows):
+                problems.add(w.where or doc.at("budgets"), f"window budget id {w.id!r} is used in more than one file", "give each window its own id")
         windows.extend(win)
         if "detectors" in data:
-            secrets, more = _detectors(doc, data["detectors"], problems)
+            given, more = _detectors(doc, data["detectors"], problems)
+            if isinstance(data["detectors"], dict) and "secrets" in data["detectors"]:
+                secrets = given
             custom.update(more)
         if isinstance(data.get("pricing"), dict):
-            _check_pricing(doc, data["pricing"], problems)
+            _check_pricing(doc, data["pricing"], problems, pricing_seen)
             pricing.update(data["pricing"])
+            pricing_where = doc.at("pricing")
         elif data.get("pricing") is not None:
             problems.add(doc.at("pricing"), "pricing must map model names to prices", "see docs/governance.md")
         tests.extend(_tests(doc, data.get("tests"), problems))
     _check_detector_names(rules, custom, problems)
+    if pricing and not any("pricing" in m for _, m, _ in problems.items):
+        try:
+            from ._prices import default_table, with_overrides
+
+            with_overrides(default_table(), pricing)
+        except (ValueError, TypeError) as exc:
+            problems.add(pricing_where or Where(str(files[-1]), 1), f"pricing: {exc}", "name each model once")
     if problems.items:
         ordered = sorted(problems.items, key=lambda p: (p[0].file, p[0].line))
         raise GovernanceFileError.from_problems(ordered)
@@ -519,10 +541,18 @@ def load_spec(target: str | os.PathLike[str], *, evaluator: Evaluator | None = N
                 tuple(str(p) for p in files))
 
 
-def _check_pricing(doc: _Located, pricing: dict[str, Any], problems: _Problems) -> None:
+def _check_pricing(doc: _Located, pricing: dict[str, Any], problems: _Problems,
+                   seen: dict[str, Where] | None = None) -> None:
     from ._prices import default_table, with_overrides
 
+    seen = {} if seen is None else seen
     for model, prices in pricing.items():
+        key = str(model).lower()
+        if key in seen:
+            problems.add(doc.at("pricing", model), f"pricing: {model!r} names the same model as the entry at {seen[key]}",
+                         "model names match without regard to case: name each model once")
+            continue
+        seen[key] = doc.at("pricing", model)
         try:
             with_overrides(default_table(), {model: prices})
         except (ValueError, TypeError) as exc:
@@ -538,7 +568,7 @@ def _check_detector_names(rules: list[Rule], custom: dict[str, str], problems: _
         for name in rule.detectors:
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=1)
-                problems.add(rule.where or Where("?", 1), f"rule {rule.id}: unknown detector {name!r}",
+                problems.add(rule.detectors_where or rule.where or Where("?", 1), f"rule {rule.id}: unknown detector {name!r}",
                              f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}")
 
 
@@ -555,6 +585,11 @@ def _tests(doc: _Located, raw: Any, problems: _Problems) -> Iterator[dict[str, A
             continue
         _unknown_keys(case, _TEST_KEYS, at, "a test case", problems)
         expect = case.get("expect")
+        if not isinstance(case.get("context", {}), dict):
+            problems.add(at("context"), f"test {case.get('name')!r}: context must be a mapping of variables", "e.g. context: {tool: {name: shell}}")
+            continue
+        if isinstance(expect, dict):
+            _unknown_keys(expect, ("decision", "rule"), lambda k, at=at: at("expect", k), "expect", problems)
         if case.get("phase") not in PHASES:
             problems.add(at("phase"), f"test {case.get('name')!r}: phase {case.get('phase')!r} is unknown", f"phases: {', '.join(sorted(PHASES))}")
         elif not isinstance(expect, dict) or expect.get("decision") not in EFFECTS:

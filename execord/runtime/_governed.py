@@ -157,9 +157,8 @@ class Governed:
         nothing is recorded.
         """
         assert self.pinned is not None
-        windows = self.windows_used if phase in ("admission",) or phase.endswith(".response") else None
         d = self.pinned.policy.evaluate(phase, ctx, usage=self.usage, projection=projection, tool=tool,
-                                        windows_used=windows)
+                                        windows_used=self.windows_used)
         return d if d.rules or d.budgets else None
 
     def redact(self, value: Any, decision: Decision | None) -> tuple[Any, list[dict[str, str]]]:

@@ -24,6 +24,7 @@ from ..record import (
 )
 from ..store import ExecutionFilter, blob_value
 from ._governed import load_pinned
+from ._steps import _default_prices
 
 
 @dataclass
@@ -65,7 +66,8 @@ def _static(started: Event) -> dict[str, Any]:
     }
 
 
-def _context(store: Any, static: dict[str, Any], decision: Event, steps: dict[str, dict[str, Event]]) -> tuple[dict[str, Any], dict[str, int], str | None, Usage, dict[str, Any]]:
+def _context(store: Any, static: dict[str, Any], decision: Event, steps: dict[str, dict[str, Event]],
+             prices: Any) -> tuple[dict[str, Any], dict[str, int], str | None, Usage, dict[str, Any]]:
     a = decision.attrs
     inputs = a.get("inputs") or {}
     ctx = dict(static)
@@ -99,6 +101,12 @@ def _context(store: Any, static: dict[str, Any], decision: Event, steps: dict[st
                           "max_tokens": max_tokens, "messages": None, "response": None,
                           ("response" if response else "messages"): value}
             projection = {} if response else {"llm_calls": 1, "steps": 1, "output_tokens": max_tokens}
+            if not response and st.get("model"):
+                # The same projection the runtime made: the price of max_tokens of output.
+                cost, _ = prices.price(provider=st.get("provider"), model=st["model"], input_tokens=0,
+                                       output_tokens=max_tokens)
+                if cost:
+                    projection["cost_micros"] = cost
         elif not response:
             projection = {"steps": 1}
     return ctx, projection, tool, usage, inputs.get("windows") or {}
@@ -106,8 +114,7 @@ def _context(store: Any, static: dict[str, Any], decision: Event, steps: dict[st
 
 def _evaluate(policy: Policy, phase: str, ctx: dict[str, Any], projection: dict[str, int], tool: str | None,
               usage: Usage, windows: dict[str, Any]) -> Decision:
-    use_windows = windows if phase == "admission" or phase.endswith(".response") else None
-    return policy.evaluate(phase, ctx, usage=usage, projection=projection, tool=tool, windows_used=use_windows)
+    return policy.evaluate(phase, ctx, usage=usage, projection=projection, tool=tool, windows_used=windows)
 
 
 def _same(recorded: dict[str, Any], d: Decision) -> bool:
@@ -146,11 +153,13 @@ def simulate(store: Any, candidate: Policy | None, *, since_us: int | None = Non
             if e.type != GOVERNANCE_DECISION:
                 continue
             report.decisions += 1
-            ctx, projection, tool, usage, windows = _context(store, static, e, steps)
-            step_name = ctx["step"]["name"] or None
             vid = e.attrs.get("governance_version")
-            if vid:
-                own = pinned.get(vid) or pinned.setdefault(vid, load_pinned(store, vid).policy)
+            own_pinned = (pinned.get(vid) or pinned.setdefault(vid, load_pinned(store, vid))) if vid else None
+            prices = own_pinned.prices if own_pinned is not None else _default_prices()
+            ctx, projection, tool, usage, windows = _context(store, static, e, steps, prices)
+            step_name = ctx["step"]["name"] or None
+            if own_pinned is not None:
+                own = own_pinned.policy
                 again = _evaluate(own, e.attrs["phase"], ctx, projection, tool, usage, windows)
                 if not _same(e.attrs, again):
                     report.mismatches.append(Change(row["id"], e.seq, e.attrs["phase"], step_name, e.attrs["decision"],

@@ -133,6 +133,33 @@ class GovernedSteps:
         return table.price(provider=e.get("provider"), model=e["model"], input_tokens=input_tokens,
                            output_tokens=output_tokens, **more)
 
+    def _decide(self: ExecutionHandle, phase: str, kind: str, name: str, step_id: str, parent: str | None,
+                value: Any, extra: dict[str, Any] | None) -> tuple[Decision | None, dict[str, Any] | None]:
+        """Evaluate a phase on the value as it will be recorded.
+
+        Rules never see secrets. When a redact rule then masks part of the value, the rules
+        are evaluated once more on the masked value, and that decision is the one recorded
+        (with the first pass's redact rules), so everything a rule saw is in the record and
+        `execord governance simulate` reproduces it exactly.
+        """
+        gov = self.gov
+        response = phase.endswith(".response")
+        seen, _ = gov.redact(value, None)
+        ctx = self._context_for(kind, name, step_id, parent, seen, extra, response=response)
+        tool = name if kind == "tool" else None
+        projection = None if response else self._projection(kind, extra, ctx)
+        decision = gov.evaluate(phase, ctx, projection=projection, tool=tool)
+        if decision is None or not decision.redact_rules:
+            return decision, ctx
+        masked, hits = gov.redact(value, decision)
+        if not hits:
+            return decision, ctx
+        ctx = self._context_for(kind, name, step_id, parent, masked, extra, response=response)
+        again = gov.evaluate(phase, ctx, projection=projection, tool=tool)
+        if again is not None:
+            again.redact_rules = decision.redact_rules
+        return again or decision, ctx
+
     # -- before the body --------------------------------------------------------------------------
 
     def begin_step(self: ExecutionHandle, kind: str, name: str, input_value: Any, parent: str | None,
@@ -152,12 +179,7 @@ class GovernedSteps:
         gov = self.gov
         decision = ctx = None
         if gov.active:
-            # Rules see the value with secrets already removed: secrets never decide anything,
-            # and everything a rule saw is in the record.
-            seen, _ = gov.redact(input_value, None)
-            ctx = self._context_for(kind, name, step_id, parent, seen, extra, response=False)
-            decision = gov.evaluate(request_phase(kind), ctx, projection=self._projection(kind, extra, ctx),
-                                    tool=name if kind == "tool" else None)
+            decision, ctx = self._decide(request_phase(kind), kind, name, step_id, parent, input_value, extra)
         redacted, redactions = gov.redact(input_value, decision)
         attrs_extra = dict(extra) if extra else {}
         if redactions and decision is None:
@@ -256,9 +278,8 @@ class GovernedSteps:
         gov = self.gov
         decision = ctx = None
         if gov.active:
-            seen, _ = gov.redact(output, None)
-            ctx = self._context_for(step.kind, step.name, step.id, step.parent_step_id, seen, extra, response=True)
-            decision = gov.evaluate(response_phase(step.kind), ctx, tool=step.name if step.kind == "tool" else None)
+            decision, ctx = self._decide(response_phase(step.kind), step.kind, step.name, step.id,
+                                         step.parent_step_id, output, extra)
         redacted, redactions = gov.redact(output, decision)
         if decision is not None:
             seq = self._decision_event(decision, step.id, step.parent_step_id, redactions, barrier=False, ctx=ctx)

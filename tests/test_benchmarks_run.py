@@ -1,0 +1,65 @@
+"""The benchmark scripts still run and print their figures (smoke tests: nothing is timed here).
+
+Each script runs as a real process with a small workload; the figures themselves are in
+docs/benchmarks.md and are not asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+FIGURE = r"[0-9][0-9,]*(?:\.[0-9]+)?"
+
+pytestmark = pytest.mark.slow
+
+
+def run(tmp_path: Path, script: str, *args: str, timeout: float = 60) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXECORD_")}
+    env["TMPDIR"] = str(tmp_path)  # the scripts' scratch stores land in this test's folder
+    out = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{script} exited {out.returncode}\n{out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+def test_policy_eval_quick(tmp_path: Path) -> None:
+    out = run(tmp_path, "policy_eval.py", "--quick")
+    assert re.search(r"equivalence: execord and Cedar matched the same rules on all \d+ checked requests", out), out
+    for label in (r"\(a\) 2 rules apply", r"\(b\) all 50 apply", r"\(a\) 2 policies apply",
+                  r"\(b\) all 50 apply \(resource scopes stripped\)", r"\(a\) policies passed as text"):
+        assert re.search(rf"{label}.* p50 +{FIGURE} µs +p99 +{FIGURE} µs", out), (label, out)
+    assert "peer: cedarpy" in out
+    assert re.search(rf"cedarpy / execord at p50: +\(a\) {FIGURE}x +\(b\) {FIGURE}x", out), out
+
+
+def test_sdk_overhead_under_governance(tmp_path: Path) -> None:
+    out = run(tmp_path, "sdk_overhead.py", "--steps", "200", "--runs", "1",
+              "--governance", str(BENCH / "governance_20.yaml"), timeout=90)
+    assert re.search(rf"execord @tool \(.*governance .*governance_20\.yaml\): +-?{FIGURE} µs", out), out
+    assert re.search(rf"OpenTelemetry span .*: +-?{FIGURE} µs", out), out
+    assert re.search(rf"Langfuse @observe .*: +-?{FIGURE} µs", out), out
+    assert re.search(rf"execord / OpenTelemetry = -?{FIGURE}x", out), out
+
+
+def test_verify_throughput_small(tmp_path: Path) -> None:
+    out = run(tmp_path, "verify_throughput.py", "--events", "2000", "--per-execution", "100",
+              "--db", str(tmp_path / "verify.db"))
+    assert re.search(rf"verify_store: 2,000 events, 20 executions in {FIGURE}s = {FIGURE} events/s", out), out
+    assert re.search(rf"`execord verify` end to end .*= {FIGURE} events/s", out), out
+
+
+def test_benchmark_policy_files_validate(tmp_path: Path) -> None:
+    """The governance files the benchmarks load are valid (and the 50-rule one has 50 rules)."""
+    from execord.governance import load_spec
+
+    assert len(load_spec(BENCH / "policy_50.yaml").rules) == 50
+    spec = load_spec(BENCH / "governance_20.yaml")
+    assert len(spec.rules) == 20 and spec.execution_budgets
