@@ -82,7 +82,7 @@ class Usage:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """The outcome of evaluating one phase.
 
@@ -190,16 +190,17 @@ class Policy:
 
     def _rules(self, bucket: _Bucket, context: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
         """Every rule looked at, and the effect each matched rule contributes."""
-        values: dict[str, Any] = {}
+        values: list[Any] = []
         if bucket.program is not None:
             try:
-                values = dict(zip((r.id for r in bucket.with_when), bucket.program.run(context), strict=True))
+                values = bucket.program.run(context)
             except CelEvalError:
-                each = bucket.program.run_each(context)  # type: ignore[attr-defined]
-                values = dict(zip((r.id for r in bucket.with_when), each, strict=True))
+                values = bucket.program.run_each(context)  # type: ignore[attr-defined]
         out, matched = [], {}
+        results = iter(values)
         for rule in bucket.rules:
-            value = True if rule.when is None else values.get(rule.id)
+            # bucket.with_when keeps bucket.rules' order, so results line up with the rules that have a `when`.
+            value = True if rule.when is None else next(results)
             if isinstance(value, CelEvalError):
                 # Fail closed: an expression that cannot be evaluated denies (DESIGN §5).
                 out.append({"id": rule.id, "effect": "deny", "matched": True,
@@ -216,6 +217,9 @@ class Policy:
 
     def _budgets(self, phase: str, usage: Usage, projection: Mapping[str, int], tool: str | None,
                  windows_used: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
+        spec = self.spec
+        if not (spec.execution_budgets or spec.per_tool or spec.windows):
+            return []
         used = usage.as_context()
         out = []
         # Counts (calls, steps) were checked with the projection before the action and
