@@ -332,18 +332,15 @@ class ExecutionHandle(GovernedSteps):
         )
 
     def _count(self, step: StepHandle) -> None:
-        u = self.usage
-        u.steps += 1
-        if step.kind == "llm":
-            u.llm_calls += 1
-        elif step.kind == "tool":
-            u.tool_calls += 1
-            u.per_tool[step.name] = u.per_tool.get(step.name, 0) + 1
-        if step.usage:
-            u.input_tokens += step.usage["input_tokens"]
-            u.output_tokens += step.usage["output_tokens"]
-        if step.cost_micros is not None:
-            u.cost_micros += step.cost_micros
+        """Add what lands with a step's end: tokens and cost (its calls were counted when it
+        was allowed to start, see `begin_step`)."""
+        with self._writer.lock:
+            u = self.usage
+            if step.usage:
+                u.input_tokens += step.usage["input_tokens"]
+                u.output_tokens += step.usage["output_tokens"]
+            if step.cost_micros is not None:
+                u.cost_micros += step.cost_micros
 
     def log(self, message: str, *, level: str = "info", step_id: str | None = None, data: Any = None) -> None:
         """Append a ``log`` event."""

@@ -76,7 +76,7 @@ def seal_interrupted(store: Store, execution_id: str, reason: str) -> bool:
     for e in events:
         if e.type == "step.started" and e.step_id:
             kinds[e.step_id] = e.attrs.get("kind", "custom")
-        elif e.type == STEP_ENDED:
+        elif e.type == STEP_ENDED and e.attrs.get("status") != "blocked":
             totals["steps"] += 1
             kind = kinds.get(e.step_id or "")
             totals["llm_calls"] += kind == "llm"

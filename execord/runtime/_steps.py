@@ -174,28 +174,43 @@ class GovernedSteps:
                 was already halted.
             RecordError: the request could not be recorded; the body must not run.
         """
-        self.refuse_if_halted()
-        step_id = uuid7()
-        gov = self.gov
-        decision = ctx = None
-        if gov.active:
-            decision, ctx = self._decide(request_phase(kind), kind, name, step_id, parent, input_value, extra)
-        redacted, redactions = gov.redact(input_value, decision)
-        attrs_extra = dict(extra) if extra else {}
-        if redactions and decision is None:
-            attrs_extra["redactions"] = redactions
-        step = self.start_step(kind, name, redacted, parent, step_id, attrs_extra or None, barrier=decision is None)
-        step.input = redacted
-        if decision is None:
+        # Deciding and reserving the step's counts (calls, steps, per-tool) is one atomic act:
+        # two threads cannot both pass a count budget with the last slot.
+        with self._writer.lock:
+            self.refuse_if_halted()
+            step_id = uuid7()
+            gov = self.gov
+            decision = ctx = None
+            if gov.active:
+                decision, ctx = self._decide(request_phase(kind), kind, name, step_id, parent, input_value, extra)
+            redacted, redactions = gov.redact(input_value, decision)
+            attrs_extra = dict(extra) if extra else {}
+            if redactions and decision is None:
+                attrs_extra["redactions"] = redactions
+            step = self.start_step(kind, name, redacted, parent, step_id, attrs_extra or None, barrier=decision is None)
+            step.input = redacted
+            if decision is None:
+                self._reserve(step, +1)
+                return step, redacted, None
+            waits = decision.decision == "require_approval"
+            seq = self._decision_event(decision, step_id, parent, redactions, barrier=not waits, ctx=ctx)
+            if decision.decision == "deny":
+                self.end_step(step, blocked=True)
+                raise gov.halt(seq, decision, request_phase(kind), self.id)
+            self._reserve(step, +1)
+            if waits:
+                return step, redacted, self._request_approval(step, decision, redacted)
             return step, redacted, None
-        waits = decision.decision == "require_approval"
-        seq = self._decision_event(decision, step_id, parent, redactions, barrier=not waits, ctx=ctx)
-        if decision.decision == "deny":
-            self.end_step(step, blocked=True)
-            raise gov.halt(seq, decision, request_phase(kind), self.id)
-        if waits:
-            return step, redacted, self._request_approval(step, decision, redacted)
-        return step, redacted, None
+
+    def _reserve(self: ExecutionHandle, step: StepHandle, n: int) -> None:
+        """Count (n=+1) or give back (n=-1) a step's calls before or instead of running it."""
+        u = self.usage
+        u.steps += n
+        if step.kind == "llm":
+            u.llm_calls += n
+        elif step.kind == "tool":
+            u.tool_calls += n
+            u.per_tool[step.name] = u.per_tool.get(step.name, 0) + n
 
     def _request_approval(self: ExecutionHandle, step: StepHandle, decision: Decision, payload: Any) -> ApprovalWait:
         rule = decision.approval
@@ -246,6 +261,8 @@ class GovernedSteps:
         }, step_id=wait.step.id, parent_step_id=wait.step.parent_step_id, barrier=True, final_status="running")
         if decision == "approved" or (decision == "expired" and wait.rule.on_timeout == "approve"):
             return
+        with self._writer.lock:
+            self._reserve(wait.step, -1)  # the action never ran
         self.end_step(wait.step, blocked=True)
         reason = "approval_rejected" if decision == "rejected" else "approval_expired"
         exc = Halted(
