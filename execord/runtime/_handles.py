@@ -415,7 +415,10 @@ class ExecutionHandle(GovernedSteps):
             status = "succeeded"
         else:
             status = "failed" if isinstance(error, Exception) else "interrupted"
-        if error is not None and not isinstance(error, Halted):
+        # This execution's own halt is its `halt`, not an error; a Halted raised by another
+        # (a nested execution) that ends this one is an error like any other.
+        own_halt = isinstance(error, Halted) and error.execution_id in (None, self.id)
+        if error is not None and not own_halt:
             err = self._error_info(error)
             step_id, step_kind = self._error_origin(error)
             err["step_id"] = step_id
