@@ -44,6 +44,18 @@ def engine(db_path: str) -> Iterator[Execord]:
 
 
 @pytest.fixture
+def governed(db_path: str, tmp_path: Path) -> Any:
+    """``governed(yaml)``: the default recorder on this test's store, under that governance file."""
+    from _helpers import AGENT, write
+
+    def make(text: str, *, name: str = "governance.yaml", **kw: Any) -> execord.Execord:
+        path = write(tmp_path / name, text)
+        return execord.init(agent=AGENT, db=db_path, governance=str(path), flush_interval_ms=5, **kw)
+
+    return make
+
+
+@pytest.fixture
 def store(db_path: str) -> Iterator[SQLiteStore]:
     """A second, independent connection to this test's store (as another process would see it)."""
     s = open_store(db_path)

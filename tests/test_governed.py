@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +17,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import (
+    AGENT,
+    Ticker,
+    approval_events,
+    assert_one_line_error,
+    at_seq,
+    cli_json,
+    decisions,
+    events,
+    files_bytes,
+    only,
+    types,
+    wait_for_pending,
+    write,
+)
 
 import execord
 from execord.governance import _engine as policy_engine
@@ -30,7 +41,6 @@ from execord.store import blob_value, steps_from_events
 
 pytestmark = pytest.mark.slow
 
-AGENT = "support-bot"
 EMAIL = "dana.whitfield@example.org"
 EMAIL_2 = "ops-escalations@example.net"
 CARD = "4111 1111 1111 1111"
@@ -40,75 +50,6 @@ BEARER = "Bearer " + "eyJhbGciOiJIUzI1NiJ9" + ".eyJzdWIiOiJkYW5hIn0" + ".c2lnbmF
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def governed(db_path: str, tmp_path: Path) -> Callable[[str], execord.Execord]:
-    """``governed(yaml)``: the default recorder on this test's store, under that governance file."""
-
-    def make(text: str, *, name: str = "governance.yaml") -> execord.Execord:
-        path = write(tmp_path / name, text)
-        return execord.init(agent=AGENT, db=db_path, governance=str(path), flush_interval_ms=5)
-
-    return make
-
-
-def only(store: Any, workflow: str | None = None) -> dict[str, Any]:
-    rows = [r for r in store.list_executions() if workflow is None or r["workflow"] == workflow]
-    assert len(rows) == 1, rows
-    return rows[0]
-
-
-def events(store: Any, execution_id: str) -> list[Any]:
-    return store.events(execution_id)
-
-
-def types(store: Any, execution_id: str) -> list[str]:
-    return [e.type for e in events(store, execution_id)]
-
-
-def decisions(store: Any, execution_id: str) -> list[Any]:
-    return [e for e in events(store, execution_id) if e.type == "governance.decision"]
-
-
-def at_seq(store: Any, execution_id: str, seq: int) -> Any:
-    return events(store, execution_id)[seq]
-
-
-def files_bytes(root: Path) -> bytes:
-    """Every byte of every file under ``root``: the database, its -wal and -shm, anything else."""
-    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
-
-
-def assert_one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert "Traceback" not in r.stdout + r.stderr, r.stderr
-    assert r.returncode == 1, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("execord: "), r.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
-def cli_json(cli: Any, *args: str) -> Any:
-    r = cli(*args, "--format", "json")
-    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
-    return json.loads(r.stdout)
-
-
-def wait_for_pending(cli: Any, deadline_s: float = 30) -> dict[str, Any]:
-    """Poll ``execord approvals list`` (a child process each time) until a request appears."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        rows = cli_json(cli, "approvals", "list")
-        if rows:
-            assert len(rows) == 1, rows
-            return dict(rows[0])
-    pytest.fail("no approval request appeared within the deadline")
 
 
 @pytest.fixture
@@ -562,13 +503,6 @@ policies:
 """
 
 
-def _approval_events(store: Any, execution_id: str) -> tuple[Any, Any]:
-    evs = events(store, execution_id)
-    (req,) = [e for e in evs if e.type == "approval.requested"]
-    (dec,) = [e for e in evs if e.type == "approval.decided"]
-    return req, dec
-
-
 @pytest.mark.parametrize("verdict", ["approve", "reject"])
 def test_approval_decided_by_a_reviewer_in_another_process(governed: Any, store: Any, cli: Any, in_thread: Any,
                                                            verdict: str) -> None:
@@ -605,7 +539,7 @@ def test_approval_decided_by_a_reviewer_in_another_process(governed: Any, store:
             future.result(timeout=30)
         assert ran == []
     row = only(store)
-    req, dec = _approval_events(store, row["id"])
+    req, dec = approval_events(store, row["id"])
     expected = "approved" if verdict == "approve" else "rejected"
     assert dec.attrs == {"approval_id": pending["id"], "decision": expected, "reviewer": "alice",
                          "comment": "checked with the customer"}
@@ -651,7 +585,7 @@ def test_approval_timeout(governed: Any, store: Any, cli: Any, rule: str, on_tim
         payouts()
     waited = time.monotonic() - started
     row = only(store)
-    req, dec = _approval_events(store, row["id"])
+    req, dec = approval_events(store, row["id"])
     assert dec.attrs["decision"] == "expired" and dec.attrs["reviewer"] == "execord:timeout"
     assert waited >= (2 if rule == "wires-time-out" else 1) - 0.05
     if on_timeout == "reject":
@@ -666,27 +600,12 @@ def test_approval_timeout(governed: Any, store: Any, cli: Any, rule: str, on_tim
     assert_one_line_error(late, req.attrs["approval_id"], "expired")
 
 
-def _cli_env(db_path: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXECORD_")}
-    env["EXECORD_DB"] = db_path
-    return env
-
-
-async def _acli(db_path: str, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "execord", *args, env=_cli_env(db_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
 @pytest.mark.parametrize("verdict", ["approve", "reject"])
 async def test_async_tool_awaits_approval_while_other_tasks_run(governed: Any, store: Any, db_path: str,
                                                                 verdict: str) -> None:
     governed(APPROVALS)
     ran: list[int] = []
-    ticks = 0
-    done = asyncio.Event()
+    tick = Ticker()
 
     @execord.tool
     async def issue_refund(order: str, amount: int) -> str:
@@ -698,32 +617,15 @@ async def test_async_tool_awaits_approval_while_other_tasks_run(governed: Any, s
         try:
             return str(await issue_refund("A-8", 2500))
         finally:
-            done.set()
+            tick.done.set()
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-            await asyncio.sleep(0.01)
 
-    async def reviewer() -> tuple[int, int]:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            code, out, err = await _acli(db_path, "approvals", "list", "--format", "json")
-            assert code == 0, err
-            if rows := json.loads(out):
-                before = ticks
-                code, _, err = await _acli(db_path, "approvals", verdict, rows[0]["id"], "--reviewer", "bob")
-                assert code == 0, err
-                return before, ticks
-        pytest.fail("no approval request appeared within the deadline")
-
-    results = await asyncio.gather(refunds(), ticker(), reviewer(), return_exceptions=True)
+    results = await asyncio.gather(refunds(), tick.run(), tick.review(db_path, verdict), return_exceptions=True)
     outcome, _, (ticks_at_request, ticks_at_decision) = results
     # The event loop kept running while the tool waited: the ticker advanced throughout.
     assert ticks_at_request > 5 and ticks_at_decision > ticks_at_request
     row = only(store)
-    _, dec = _approval_events(store, row["id"])
+    _, dec = approval_events(store, row["id"])
     assert dec.attrs["reviewer"] == "bob"
     if verdict == "approve":
         assert outcome == "refunded" and ran == [2500] and row["status"] == "succeeded"

@@ -11,18 +11,24 @@ command in a child process.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
-import textwrap
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import (
+    AGENT,
+    Ticker,
+    approval_events,
+    cli_json,
+    decisions,
+    events,
+    only,
+    types,
+    write,
+)
 
 import execord
 from execord.governance import build_version, load_spec
@@ -30,78 +36,11 @@ from execord.store import blob_value, steps_from_events
 
 pytestmark = pytest.mark.slow
 
-AGENT = "support-bot"
 EMAIL = "dana.whitfield@example.org"
 EMAIL_2 = "ops-escalations@example.net"
 API_KEY = "sk-proj-" + "Zq7Xw2Lm9Np4Rt6Vy8Bc3Df5Gh1Jk0" * 2  # assembled, so no scanner flags this file
 
 
-# -- helpers (copied in small from tests/test_governed.py) ------------------------------------
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def governed(db_path: str, tmp_path: Path) -> Callable[..., execord.Execord]:
-    """``governed(yaml)``: the default recorder on this test's store, under that governance file."""
-
-    def make(text: str, *, name: str = "governance.yaml", **kw: Any) -> execord.Execord:
-        path = write(tmp_path / name, text)
-        return execord.init(agent=AGENT, db=db_path, governance=str(path), flush_interval_ms=5, **kw)
-
-    return make
-
-
-def only(store: Any, workflow: str | None = None) -> dict[str, Any]:
-    rows = [r for r in store.list_executions() if workflow is None or r["workflow"] == workflow]
-    assert len(rows) == 1, rows
-    return rows[0]
-
-
-def events(store: Any, execution_id: str) -> list[Any]:
-    return store.events(execution_id)
-
-
-def types(store: Any, execution_id: str) -> list[str]:
-    return [e.type for e in events(store, execution_id)]
-
-
-def decisions(store: Any, execution_id: str) -> list[Any]:
-    return [e for e in events(store, execution_id) if e.type == "governance.decision"]
-
-
-def at_seq(store: Any, execution_id: str, seq: int) -> Any:
-    return events(store, execution_id)[seq]
-
-
-def cli_json(cli: Any, *args: str) -> Any:
-    r = cli(*args, "--format", "json")
-    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
-    return json.loads(r.stdout)
-
-
-def _approval_events(store: Any, execution_id: str) -> tuple[Any, Any]:
-    evs = events(store, execution_id)
-    (req,) = [e for e in evs if e.type == "approval.requested"]
-    (dec,) = [e for e in evs if e.type == "approval.decided"]
-    return req, dec
-
-
-def _cli_env(db_path: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXECORD_")}
-    env["EXECORD_DB"] = db_path
-    return env
-
-
-async def _acli(db_path: str, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "execord", *args, env=_cli_env(db_path),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 def _assert_gapless(store: Any, execution_id: str) -> None:
@@ -145,7 +84,7 @@ def test_an_approval_nobody_decides_runs_the_action_once_when_it_times_out_open(
     assert time.monotonic() - started >= 0.95
     assert ran == ["refund on its way"]  # exactly once
     row = only(store)
-    req, dec = _approval_events(store, row["id"])
+    req, dec = approval_events(store, row["id"])
     assert dec.attrs["decision"] == "expired" and dec.attrs["reviewer"] == "execord:timeout"
     assert req.attrs["on_timeout"] == "approve" and req.seq < dec.seq
     assert (row["status"], row["failure_class"], row["halt"]) == ("succeeded", None, None)
@@ -439,8 +378,7 @@ async def test_an_async_llm_step_awaits_approval_without_blocking_the_loop(gover
                                                                            verdict: str) -> None:
     governed(LLM_APPROVAL)
     ran: list[str] = []
-    ticks = 0
-    done = asyncio.Event()
+    tick = Ticker()
 
     @execord.workflow(name="drafts")
     async def drafts() -> str:
@@ -452,31 +390,14 @@ async def test_an_async_llm_step_awaits_approval_without_blocking_the_loop(gover
                 s.set_output("a draft")
             return "drafted"
         finally:
-            done.set()
+            tick.done.set()
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-            await asyncio.sleep(0.01)
 
-    async def reviewer() -> tuple[int, int]:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            code, out, err = await _acli(db_path, "approvals", "list", "--format", "json")
-            assert code == 0, err
-            if rows := json.loads(out):
-                before = ticks
-                code, _, err = await _acli(db_path, "approvals", verdict, rows[0]["id"], "--reviewer", "bob")
-                assert code == 0, err
-                return before, ticks
-        pytest.fail("no approval request appeared within the deadline")
-
-    outcome, _, (at_request, at_decision) = await asyncio.gather(drafts(), ticker(), reviewer(),
+    outcome, _, (at_request, at_decision) = await asyncio.gather(drafts(), tick.run(), tick.review(db_path, verdict),
                                                                  return_exceptions=True)
     assert at_request > 5 and at_decision > at_request
     row = only(store)
-    _, dec = _approval_events(store, row["id"])
+    _, dec = approval_events(store, row["id"])
     assert dec.attrs["reviewer"] == "bob"
     (step,) = steps_from_events(events(store, row["id"]))
     if verdict == "approve":
