@@ -17,12 +17,19 @@
     │   ├── SchemaTooNew           written by a newer Execord
     │   ├── NotFound               no execution (or blob) with that id
     │   └── AmbiguousId            an id prefix that matches more than one execution
+    ├── Cancelled                  an operator cancelled the execution; the action did not run
     ├── GovernanceError            governance said no, or cannot be read
     │   ├── Halted                 a constraint stopped the execution (deny, budget, approval)
     │   ├── GovernanceFileError    a governance file that does not validate
     │   └── ApprovalError          an approval that cannot be decided (unknown, decided, expired)
-    └── VerificationError          a stored record does not verify
-        └── RootMismatch
+    ├── VerificationError          a stored record does not verify
+    │   └── RootMismatch
+    └── ApiError                   the server refused a request, or cannot be reached
+        ├── Unauthorized           no API key, or a bad or revoked one (401)
+        ├── Forbidden              the key lacks the scope the request needs (403)
+        ├── Conflict               the request conflicts with the current state (409)
+        ├── PayloadTooLarge        a body or page over its limit (413)
+        └── ServerUnavailable      the server cannot be reached or answered 5xx
 
 Each class carries ``status`` (the HTTP status the server answers with) and ``type`` (the
 RFC 9457 problem type slug), so one handler renders every error.
@@ -128,6 +135,33 @@ class AmbiguousId(StoreError):
         super().__init__(f"id prefix {prefix!r} matches {count} executions ({shown}); give more characters")
         self.prefix = prefix
         self.matches = matches
+
+
+class Cancelled(ExecordError):
+    """An operator cancelled the execution; the governed action did not run.
+
+    Raised inside the workflow at the first governed action after the cancel request
+    reached the execution's process (through its heartbeat). The execution ends
+    ``cancelled`` with who asked and why.
+
+    Attributes:
+        by: who asked (the API key's id or name, or the CLI user).
+        reason: why, as given.
+        execution_id: the execution that was cancelled.
+    """
+
+    status = 409
+    type = "cancelled"
+
+    def __init__(self, message: str, *, by: str | None, reason: str | None, execution_id: str | None = None):
+        super().__init__(message)
+        self.by = by
+        self.reason = reason
+        self.execution_id = execution_id
+
+    def cancel(self) -> dict[str, object]:
+        """The ``cancel`` object of ``execution.ended`` (DESIGN §3)."""
+        return {"by": self.by, "reason": self.reason}
 
 
 class GovernanceError(ExecordError):
@@ -236,26 +270,87 @@ class RootMismatch(VerificationError):
         self.calculated = calculated
 
 
+class ApiError(ExecordError):
+    """The server refused a request, or cannot be reached.
+
+    Attributes:
+        detail: the problem's ``detail`` as the server wrote it.
+    """
+
+    status = 400
+    type = "bad-request"
+
+    def __init__(self, message: str, *, status: int | None = None, type: str | None = None):  # noqa: A002
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+        if type is not None:
+            self.type = type
+        self.detail = message
+
+
+class Unauthorized(ApiError):
+    """No API key, or a bad or revoked one."""
+
+    status = 401
+    type = "unauthorized"
+
+
+class Forbidden(ApiError):
+    """The key is valid but lacks the scope this request needs."""
+
+    status = 403
+    type = "forbidden"
+
+
+class Conflict(ApiError):
+    """The request conflicts with the current state (for example: cancel a terminal execution)."""
+
+    status = 409
+    type = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    """A request body, batch or page over its limit."""
+
+    status = 413
+    type = "too-large"
+
+
+class ServerUnavailable(ApiError):
+    """The server cannot be reached, or it answered with a 5xx."""
+
+    status = 503
+    type = "server-unavailable"
+
+
 __all__ = [
     "AmbiguousId",
+    "ApiError",
     "ApprovalError",
+    "Cancelled",
     "ChainError",
+    "Conflict",
     "ConfigError",
     "CorruptStore",
     "EventError",
     "ExecordError",
     "ExecutionSealed",
+    "Forbidden",
     "GovernanceError",
     "GovernanceFileError",
     "Halted",
     "IllegalTransition",
     "InvalidEvent",
     "NotFound",
+    "PayloadTooLarge",
     "RecordError",
     "RootMismatch",
     "SchemaTooNew",
     "SeqConflict",
+    "ServerUnavailable",
     "StoreError",
     "StoreUnavailable",
+    "Unauthorized",
     "VerificationError",
 ]

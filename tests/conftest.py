@@ -16,6 +16,49 @@ from execord.runtime import Execord, set_default
 from execord.store import SQLiteStore, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
+# Where the tests may create (and drop) their own PostgreSQL databases.
+PG_ADMIN_URL = os.environ.get("EXECORD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store", action="append", choices=BACKENDS, default=None,
+        help="run the backend-parametrised tests on this store only (repeatable; default: both)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--store") or list(BACKENDS)
+        metafunc.parametrize("backend", chosen)
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test (dropped afterwards)."""
+    import uuid
+
+    name = f"execord_t_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def store_url(backend: str, db_path: str, request: pytest.FixtureRequest) -> str:
+    """The store of this test on the parametrised backend: an SQLite path or a PostgreSQL URL."""
+    if backend == "sqlite":
+        return db_path
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture(autouse=True)

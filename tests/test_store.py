@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -64,10 +65,12 @@ class Chain:
 
 
 @pytest.fixture
-def s(db_path: str) -> SQLiteStore:
-    store = open_store(db_path)
-    assert isinstance(store, SQLiteStore)
-    return store
+def s(store_url: str) -> Iterator[SQLiteStore]:
+    """The store under test, on each backend (one suite, parametrised by ``backend``)."""
+    store = open_store(store_url)
+    assert store.backend in ("sqlite", "postgres")
+    yield store  # type: ignore[misc]
+    store.close()
 
 
 def test_append_and_read_back_the_stored_bytes(s: SQLiteStore) -> None:
@@ -140,7 +143,8 @@ def test_nothing_is_accepted_after_the_terminal_event(s: SQLiteStore) -> None:
     with pytest.raises(ExecutionSealed):
         s.append([late])
     # Through a fresh connection (no cached tip) as well: another process's view.
-    other = open_store(s.path)
+    other = open_store(s.target)
+    _OPEN.append(other)
     with pytest.raises(ExecutionSealed):
         other.append([late])
 
@@ -175,8 +179,54 @@ def test_illegal_status_transition_is_refused(s: SQLiteStore) -> None:
 # -- the database refuses what the API has no way to do ----------------------------------
 
 
-def _raw(path: str) -> sqlite3.Connection:
-    return sqlite3.connect(path, isolation_level=None)
+class Refused(Exception):
+    """The database itself refused a statement (a trigger or a constraint)."""
+
+
+class _Raw:
+    """A plain driver connection to a store's database, beside the store: what an operator
+    with SQL access (or a bug) could do."""
+
+    def __init__(self, store: Any):
+        self.backend = store.backend
+        if self.backend == "sqlite":
+            self.conn: Any = sqlite3.connect(store.path, isolation_level=None)
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(store.url, autocommit=True)
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        if self.backend == "postgres":
+            import psycopg
+
+            from execord.store._postgres import to_pg
+
+            sql = to_pg(sql.replace("x'00'", "'\\x00'::bytea"))
+            try:
+                return self.conn.execute(sql, params)
+            except psycopg.errors.IntegrityError as exc:
+                raise Refused(str(exc)) from exc
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise Refused(str(exc)) from exc
+
+
+_OPEN: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_raw() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
+def _raw(target: Any) -> Any:
+    raw = sqlite3.connect(target, isolation_level=None) if isinstance(target, str) else _Raw(target)
+    _OPEN.append(raw if isinstance(raw, sqlite3.Connection) else raw.conn)
+    return raw
 
 
 @pytest.mark.parametrize(
@@ -200,8 +250,8 @@ def test_triggers_refuse_changes_to_the_record(s: SQLiteStore, sql: str) -> None
     c = Chain()
     blob = make_blob(b'"v"')
     s.append([c.start(), c.end()], [blob])
-    conn = _raw(s.path)
-    with pytest.raises(sqlite3.IntegrityError, match="execord:"):
+    conn = _raw(s)
+    with pytest.raises(Refused, match="execord:"):
         conn.execute(sql)
     assert verify_store(s).ok
 
@@ -210,7 +260,7 @@ def test_a_blob_may_be_erased_but_not_rewritten(s: SQLiteStore) -> None:
     blob = make_blob(b'{"email":"ana@example.com"}')
     c = Chain()
     s.append([c.start()], [blob])
-    _raw(s.path).execute("UPDATE blobs SET data = NULL WHERE digest = ?", (blob.digest,))
+    _raw(s).execute("UPDATE blobs SET data = NULL WHERE digest = ?", (blob.digest,))
     erased = s.get_blob(blob.digest)
     assert erased is not None and erased.data is None and erased.size == blob.size
 
@@ -218,10 +268,10 @@ def test_a_blob_may_be_erased_but_not_rewritten(s: SQLiteStore) -> None:
 def test_the_summary_changes_until_the_seal_then_freezes(s: SQLiteStore) -> None:
     c = Chain()
     s.append([c.start()])
-    conn = _raw(s.path)
+    conn = _raw(s)
     conn.execute("UPDATE executions SET steps = 3 WHERE id = ?", (c.id,))  # allowed while running
     s.append([c.end()])
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(Refused):
         conn.execute("UPDATE executions SET steps = 4 WHERE id = ?", (c.id,))
 
 
@@ -229,8 +279,8 @@ def test_insert_after_seal_is_refused_by_the_database_too(s: SQLiteStore) -> Non
     c = Chain()
     s.append([c.start(), c.end()])
     late = c.log()
-    with pytest.raises(sqlite3.IntegrityError, match="sealed"):
-        _raw(s.path).execute(
+    with pytest.raises(Refused, match="sealed"):
+        _raw(s).execute(
             "INSERT INTO events VALUES (?,?,?,?,?,?,?)",
             (late.execution_id, late.seq, late.type, late.ts, None, late.hash, late.body),
         )
@@ -260,7 +310,7 @@ def test_list_filters_and_stable_cursor(s: SQLiteStore) -> None:
     assert [r["id"] for r in s.list_executions(ExecutionFilter(labels={"env": "prod", "n": "1"}))] == [ids[1]]
     page1 = s.list_executions(ExecutionFilter(limit=2))
     last = page1[-1]
-    row = _raw(s.path).execute("SELECT started_us FROM executions WHERE id = ?", (last["id"],)).fetchone()
+    row = _raw(s).execute("SELECT started_us FROM executions WHERE id = ?", (last["id"],)).fetchone()
     page2 = s.list_executions(ExecutionFilter(limit=2, before=(row[0], last["id"])))
     assert [r["id"] for r in page1 + page2] == newest_first[:4]
 

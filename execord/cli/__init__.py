@@ -8,8 +8,9 @@ import sys
 import typer
 
 from ..errors import ExecordError
-from . import _approvals, _executions, _governance
+from . import _approvals, _executions, _governance, _keys
 from ._demo import demo
+from ._serve import serve
 from ._verify import verify
 
 # Typer ships its own copy of click; take its exception classes from there, whichever it is.
@@ -28,8 +29,10 @@ app = typer.Typer(
 app.add_typer(_executions.app, name="executions")
 app.add_typer(_governance.app, name="governance")
 app.add_typer(_approvals.app, name="approvals")
+app.add_typer(_keys.app, name="keys")
 app.command("verify")(verify)
 app.command("demo")(demo)
+app.command("serve")(serve)
 
 
 def main() -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -13,7 +12,7 @@ import typer
 from rich.console import Console
 
 from ..errors import ConfigError
-from ..record import format_ts, parse_ts
+from ..record import format_ts
 from ..runtime import reap
 from ..store import DEFAULT_DB, Store, open_store
 
@@ -40,7 +39,19 @@ def check_format(fmt: str) -> str:
 
 
 def store_from(db: str | None, *, create: bool = False) -> Store:
-    """Open the store for a command, sealing executions of dead processes first."""
+    """Open the store for a command, sealing executions of dead processes first.
+
+    With ``EXECORD_URL`` set (and no ``--db``/``EXECORD_DB``), the command talks to that
+    server with ``EXECORD_API_KEY`` instead.
+    """
+    url = os.environ.get("EXECORD_URL")
+    if db is None and url:
+        from ..runtime._remote import RemoteStore
+
+        key = os.environ.get("EXECORD_API_KEY")
+        if not key:
+            raise ConfigError("EXECORD_URL is set but EXECORD_API_KEY is not: export the API key to use the server")
+        return RemoteStore(url, key)  # type: ignore[return-value]
     store = open_store(db or DEFAULT_DB, create=create)
     reap(store)
     return store
@@ -50,37 +61,6 @@ def print_json(value: Any) -> None:
     """Write ``value`` as indented JSON on stdout."""
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
     sys.stdout.flush()
-
-
-_REL = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_when(text: str, *, option: str) -> int:
-    """``15m``/``2h``/``7d`` ago, or an ISO 8601 time, as µs since the epoch."""
-    m = _REL.match(text)
-    if m:
-        delta = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-        when = datetime.now(UTC) - delta
-    else:
-        try:
-            when = parse_ts(text)
-        except ValueError:
-            raise ConfigError(
-                f"{option} {text!r} is neither a duration like 15m, 2h, 7d nor an ISO time like 2026-11-01T09:00"
-            ) from None
-    return int(when.timestamp()) * 1_000_000 + when.microsecond
-
-
-def parse_labels(items: list[str] | None) -> dict[str, str]:
-    """``k=v`` pairs into a dict."""
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--label {item!r} must look like key=value")
-        out[key] = value
-    return out
 
 
 def fmt_duration(ms: int | None) -> str:

@@ -23,6 +23,7 @@ from ..store import (
     step_depths,
     steps_from_events,
 )
+from ..store._query import parse_labels, parse_when
 from ._common import (
     DbOption,
     FormatOption,
@@ -32,8 +33,6 @@ from ._common import (
     fmt_duration,
     fmt_time,
     is_tty,
-    parse_labels,
-    parse_when,
     print_json,
     status_text,
     store_from,
@@ -359,3 +358,27 @@ def export(
     except OSError as exc:
         raise ConfigError(f"cannot write {output}: {exc.strerror}") from None
     console.print(f"wrote {output} ({len(data)} bytes)")
+
+
+@app.command("cancel")
+def cancel(
+    execution_id: IdArg,
+    reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why (recorded in the execution).")] = None,
+    by: Annotated[str | None, typer.Option(help="Who asks (default: the OS user; the API key's name on a server).")] = None,
+    db: DbOption = None,
+    fmt: FormatOption = "table",
+) -> None:
+    """Ask a running execution to stop at its next governed action (it ends cancelled).
+
+    Example: execord executions cancel 01a2b3 --reason "looping on the refund tool"
+    """
+    from ._governance import _user
+
+    fmt = check_format(fmt)
+    store, eid = _resolve(db, execution_id)
+    row = store.request_cancel(eid, by=by or f"cli:{_user()}", reason=reason)
+    if fmt == "json":
+        print_json({"execution_id": eid, "cancel": row})
+    else:
+        console.print(f"cancel requested for {eid} by {escape(str(row.get('by')))}; it stops at its next governed action")
+

@@ -13,13 +13,13 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from ..governance import EFFECT_RANK, Policy, build_version, fill, load_spec
+from ..store._query import parse_when
 from ._common import (
     DbOption,
     FormatOption,
     check_format,
     console,
     err_console,
-    parse_when,
     print_json,
     store_from,
 )
@@ -117,9 +117,14 @@ def apply(
     spec = load_spec(file)
     version, table = build_version(spec)
     store = store_from(db, create=True)
-    store.append([], [make_blob(canonical_json(table.document()), "json")])
-    created = store.put_governance_version(version.id, version.digest, version.canonical, by=by or _user())
-    act = store.activate_governance(version.id, by=by or _user(), source=os.path.abspath(file))
+    if getattr(store, "remote", False):
+        # Through the server (admin scope): it validates again, stores and activates.
+        answer = store.apply_governance(file)
+        created, act = answer["created"], answer["activation"]
+    else:
+        store.append([], [make_blob(canonical_json(table.document()), "json")])
+        created = store.put_governance_version(version.id, version.digest, version.canonical, by=by or _user())
+        act = store.activate_governance(version.id, by=by or _user(), source=os.path.abspath(file))
     result = {"version": version.id, "created": created, "activated": act["changed"],
               "from_version": act["from_version"] if act["changed"] else version.id,
               "activated_by": act["activated_by"] if act["changed"] else None}

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import ConfigError
 from ..store import verify_store
 from ._common import (
     DbOption,
@@ -30,6 +31,9 @@ def verify(
     """
     fmt = check_format(fmt)
     store = store_from(db)
+    if getattr(store, "remote", False):
+        raise ConfigError("execord verify re-hashes a store itself, not through the API: pass --db with the "
+                          "SQLite file or the postgresql:// URL of the server's store")
     t0 = time.perf_counter()
     report = verify_store(store, deep=deep)
     seconds = time.perf_counter() - t0

@@ -38,6 +38,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("busy_timeout_ms", "EXECORD_BUSY_TIMEOUT_MS", int, 5000, "How long a write waits for another process's lock before it fails."),
     Setting("capture", "EXECORD_CAPTURE", bool, True, "Record the inputs and outputs of workflows and steps (as blobs)."),
     Setting("max_value_bytes", "EXECORD_MAX_VALUE_BYTES", int, 1_048_576, "Captured values larger than this are stored truncated, with a marker."),
+    Setting("url", "EXECORD_URL", str, None, "Server mode: the Execord server to record through (e.g. http://execord:8080); needs api_key."),
+    Setting("api_key", "EXECORD_API_KEY", str, None, "Server mode: the API key (ingest scope) this agent records with."),
+    Setting("spool_dir", "EXECORD_SPOOL_DIR", str, None, "Server mode: where events are spooled before they are shipped (default ~/.execord/spool/<server+key digest>)."),
+    Setting("spool_max_bytes", "EXECORD_SPOOL_MAX_BYTES", int, 256 * 1024 * 1024, "Server mode: the most unshipped bytes the spool holds; past it, governed actions stop with RecordError."),
+    Setting("heartbeat_s", "EXECORD_HEARTBEAT_S", int, 2, "Seconds between heartbeats (at most a third of lease_s): how soon a cancel reaches the agent."),
+    Setting("flush_at_exit_s", "EXECORD_FLUSH_AT_EXIT_S", int, 5, "Server mode: how long the process waits at exit for the spool to reach the server."),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -88,7 +94,11 @@ def _validate(v: dict[str, Any]) -> None:
         raise ConfigError(f"on_record_error must be 'halt' or 'continue', not {v['on_record_error']!r}")
     if v["durability"] not in ("batched", "strict"):
         raise ConfigError(f"durability must be 'batched' or 'strict', not {v['durability']!r}")
-    for name, low in (("lease_s", 1), ("flush_interval_ms", 1), ("busy_timeout_ms", 0), ("max_value_bytes", 64)):
+    if v["url"] and not v["api_key"]:
+        raise ConfigError("EXECORD_URL is set but EXECORD_API_KEY is not: server mode needs a key with the ingest "
+                          "scope (execord keys create --scopes ingest)")
+    for name, low in (("lease_s", 1), ("flush_interval_ms", 1), ("busy_timeout_ms", 0), ("max_value_bytes", 64),
+                      ("spool_max_bytes", 4096), ("heartbeat_s", 1), ("flush_at_exit_s", 0)):
         if not isinstance(v[name], int) or v[name] < low:
             raise ConfigError(f"{name} must be a whole number ≥ {low}, not {v[name]!r}")
     if isinstance(v["roles"], str):

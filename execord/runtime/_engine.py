@@ -53,10 +53,21 @@ class Execord:
             flush_interval_ms=self.settings["flush_interval_ms"],
             on_record_error=self.settings["on_record_error"],
             lease_s=self.settings["lease_s"],
+            heartbeat_s=self.settings["heartbeat_s"],
+            flush_at_exit_s=self.settings["flush_at_exit_s"],
         )
 
     def _open_store(self) -> Any:
-        store = open_store(self.db_path, busy_timeout_ms=self.settings["busy_timeout_ms"])
+        s = self.settings
+        if s["url"]:
+            from ._remote import RemoteStore, default_spool_dir
+
+            # Server mode: the server's reaper seals the executions of dead processes.
+            remote = RemoteStore(s["url"], s["api_key"], spool_dir=s["spool_dir"] or default_spool_dir(s["url"], s["api_key"]),
+                                 spool_max_bytes=s["spool_max_bytes"], lease_s=s["lease_s"])
+            self._governor.register(remote)
+            return remote
+        store = open_store(self.db_path, busy_timeout_ms=s["busy_timeout_ms"])
         # Whoever opens a store seals the executions of processes that died (DESIGN §2).
         reap(store)
         self._governor.register(store)
@@ -176,8 +187,14 @@ class ExecutionScope:
             parent_execution_id=parent.execution.id if parent else None, labels=self._labels,
         )
         if not e.disabled:
-            # Pin the governance version active now; every decision of this run names it.
-            handle.start(self._inputs, e._governor.pin(e._writer.store))
+            store = e._writer.store
+            if getattr(store, "remote", False):
+                # Server mode: the server pins the version and decides admission.
+                admission = e._governor.admit(store, handle.admission_request())
+                handle.start(self._inputs, admission.pinned, admission=admission.answer)
+            else:
+                # Pin the governance version active now; every decision of this run names it.
+                handle.start(self._inputs, e._governor.pin(store))
         else:
             handle.status = "disabled"
         self.handle = handle

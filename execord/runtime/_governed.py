@@ -53,9 +53,19 @@ class Governor:
         self.agent = agent
         self._cache: dict[str, Pinned] = {}
         self._lock = threading.Lock()
+        self._last_admitted: str | None = None  # "" once the server said: no governance
 
     def register(self, store: Any) -> str | None:
-        """Load the agent's governance file, store its version and make it active."""
+        """Load the agent's governance file, store its version and make it active.
+
+        In server mode the server's active version governs: a ``./execord.yaml`` lying beside
+        the agent is not applied, and an explicit ``governance=`` is applied through the
+        server (which needs an admin key).
+        """
+        if getattr(store, "remote", False):
+            if self.source is None:
+                return None
+            return str(store.apply_governance(self.source)["version_id"])
         path = self.source or ("execord.yaml" if os.path.exists("execord.yaml") else None)
         if path is None:
             return None
@@ -77,6 +87,42 @@ class Governor:
             if pinned is None:
                 pinned = self._cache[version_id] = load_pinned(store, version_id)
         return pinned
+
+
+    def pin_version(self, store: Any, version_id: str) -> Pinned:
+        """A version by id, compiled once."""
+        with self._lock:
+            pinned = self._cache.get(version_id)
+            if pinned is None:
+                pinned = self._cache[version_id] = load_pinned(store, version_id)
+        return pinned
+
+    def admit(self, store: Any, request: dict[str, Any]) -> Admission:
+        """Admission at the server (server mode), falling back to the last version this
+        process was given when the server cannot be reached (evaluated here, with no window
+        usage); with none known, the execution does not start (`RecordError`)."""
+        from ..errors import RecordError, ServerUnavailable
+
+        try:
+            answer = store.admit(request)
+        except ServerUnavailable as exc:
+            if self._last_admitted is None:
+                raise RecordError(f"execord cannot start the execution: {exc}") from exc
+            log.warning("execord: admission evaluated locally against %s: %s", self._last_admitted, exc)
+            pinned = self._cache[self._last_admitted] if self._last_admitted else None
+            return Admission(pinned, None)
+        vid = answer.get("governance_version")
+        pinned = self.pin_version(store, vid) if vid else None
+        self._last_admitted = vid or ""
+        return Admission(pinned, answer)
+
+
+@dataclass
+class Admission:
+    """What the server answered at admission: the pinned version, its decision, window usage."""
+
+    pinned: Pinned | None
+    answer: dict[str, Any] | None
 
 
 def load_pinned(store: Any, version_id: str) -> Pinned:
@@ -175,17 +221,11 @@ class Governed:
             found.extend(hits)
         return value, found
 
-    def load_windows(self, store: Any, agent: str, workflow: str, execution_id: str) -> None:
+    def load_windows(self, store: Any, agent: str, workflow: str, execution_id: str, *,
+                     project: str = "default") -> None:
         """What each window budget's executions used before this one (read at admission)."""
-        if self.pinned is None:
-            return
-        now = now_us()
-        for w in self.pinned.policy.spec.windows:
-            if any((k == "agent" and v != agent) or (k == "workflow" and v != workflow) for k, v in w.match.items()):
-                continue
-            since = _window_start(w.period, now)
-            scope = {"agent": agent} if w.scope == "agent" else {"workflow": workflow} if w.scope == "workflow" else {}
-            self.windows_used[w.id] = store.window_usage(since_us=since, exclude=execution_id, **scope)
+        if self.pinned is not None:
+            self.windows_used.update(window_usage(self.pinned, store, agent, workflow, execution_id, project=project))
 
     def halt(self, decision_seq: int, decision: Decision, phase: str, execution_id: str) -> Halted:
         """The `Halted` a deny stands for; the first one is kept for the execution's end."""
@@ -199,6 +239,76 @@ class Governed:
         if self.halted is None:
             self.halted = exc
         return exc
+
+
+def window_usage(pinned: Pinned, store: Any, agent: str, workflow: str, execution_id: str, *,
+                 project: str = "default") -> dict[str, dict[str, int]]:
+    """What each window budget of ``pinned`` that applies to this run saw used by the other
+    executions of its window (sealed totals, or running totals as of their last heartbeat)."""
+    out = {}
+    now = now_us()
+    for w in pinned.policy.spec.windows:
+        if any((k == "agent" and v != agent) or (k == "workflow" and v != workflow) for k, v in w.match.items()):
+            continue
+        since = _window_start(w.period, now)
+        scope = {"agent": agent} if w.scope == "agent" else {"workflow": workflow} if w.scope == "workflow" else {}
+        out[w.id] = store.window_usage(since_us=since, exclude=execution_id, project=project, **scope)
+    return out
+
+
+def exhausted_windows(pinned: Pinned, windows_used: dict[str, dict[str, int]],
+                      own: dict[str, int]) -> list[dict[str, Any]]:
+    """The window budgets that this execution's usage plus the others' has reached."""
+    mine = dict(own, total_tokens=own.get("input_tokens", 0) + own.get("output_tokens", 0))
+    out = []
+    for w in pinned.policy.spec.windows:
+        used = windows_used.get(w.id)
+        if used is None:
+            continue
+        for metric, limit in sorted(w.limits.items()):
+            total = used.get(metric, 0) + mine.get(metric, 0)
+            if total >= limit:
+                out.append({"budget_id": w.id, "metric": metric, "limit": limit, "used": total})
+    return out
+
+
+def static_context(*, agent: str, agent_version: str | None, roles: Any, workflow: str,
+                   workflow_version: str | None, execution_id: str, execution_type: str,
+                   parent_execution_id: str | None, labels: dict[str, str]) -> dict[str, Any]:
+    """The rule variables fixed for a whole execution (DESIGN §5)."""
+    return {
+        "agent": {"name": agent, "version": agent_version or "", "roles": list(roles)},
+        "workflow": {"name": workflow, "version": workflow_version or ""},
+        "execution": {"id": execution_id, "type": execution_type,
+                      "parent_execution_id": parent_execution_id or "", "duration_ms": 0},
+        "labels": dict(labels),
+    }
+
+
+def decision_to_dict(d: Decision) -> dict[str, Any]:
+    """A decision as JSON, for the server's admission answer."""
+    return {"phase": d.phase, "decision": d.decision, "rules": d.rules, "budgets": d.budgets,
+            "deciding": list(d.deciding) if d.deciding else None, "eval_us": d.eval_us,
+            "redact_rules": [r.id for r in d.redact_rules]}
+
+
+def decision_from_dict(pinned: Pinned, data: dict[str, Any]) -> Decision:
+    """The `Decision` the server made, rebuilt against the same pinned version."""
+    rules = {r.id: r for r in pinned.policy.spec.rules}
+    deciding = data.get("deciding")
+    return Decision(
+        data["phase"], data["decision"], list(data.get("rules") or []), list(data.get("budgets") or []),
+        (deciding[0], deciding[1]) if deciding else None,
+        redact_rules=[rules[i] for i in data.get("redact_rules") or () if i in rules],
+        eval_us=int(data.get("eval_us") or 0),
+    )
+
+
+def recorded_inputs(ctx: dict[str, Any], per_tool: dict[str, int], windows: dict[str, Any] | None) -> dict[str, Any]:
+    """What a decision event records of its evaluation that the rest of the record cannot
+    supply (usage, per-tool counts, windows, elapsed time, ``now``): see `simulate`."""
+    return {"usage": ctx["usage"], "per_tool": dict(per_tool), "windows": windows or None,
+            "duration_ms": ctx["execution"]["duration_ms"], "now": ctx["now"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
 
 
 def _window_start(period: str, now: int) -> int:

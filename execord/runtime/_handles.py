@@ -6,9 +6,10 @@ import os
 import time
 from typing import Any
 
-from ..errors import ExecutionSealed, Halted
+from ..errors import Cancelled, ExecutionSealed, Halted
 from ..governance import Usage
 from ..record import (
+    CANCEL_REQUESTED,
     EXECUTION_ENDED,
     EXECUTION_STARTED,
     LOG,
@@ -23,7 +24,7 @@ from ..record import (
     now_us,
 )
 from ._capture import capture
-from ._governed import Governed, Pinned
+from ._governed import Governed, Pinned, static_context
 from ._host import hostname, proc_start
 from ._steps import GovernedSteps
 from ._writer import Writer
@@ -153,6 +154,8 @@ class ExecutionHandle(GovernedSteps):
         self._step_errors: dict[int, tuple[BaseException, str, str]] = {}
         self.output: Any = None
         self.has_output = False
+        self.cancel_request: dict[str, Any] | None = None  # {by, reason} once an operator asked
+        self.cancelled: Cancelled | None = None  # raised at the first governed action after it
 
     def __repr__(self) -> str:
         return f"<Execution {self.id} {self.workflow!r} {self.status}>"
@@ -199,25 +202,41 @@ class ExecutionHandle(GovernedSteps):
 
     def _static_context(self) -> dict[str, Any]:
         s = self._settings
-        return {
-            "agent": {"name": self.agent, "version": s["agent_version"] or "", "roles": list(s["roles"])},
-            "workflow": {"name": self.workflow, "version": self.workflow_version or ""},
-            "execution": {"id": self.id, "type": self.execution_type,
-                          "parent_execution_id": self.parent_execution_id or "", "duration_ms": 0},
-            "labels": dict(self.labels),
-        }
+        return static_context(
+            agent=self.agent, agent_version=s["agent_version"], roles=s["roles"], workflow=self.workflow,
+            workflow_version=self.workflow_version, execution_id=self.id, execution_type=self.execution_type,
+            parent_execution_id=self.parent_execution_id, labels=self.labels,
+        )
 
-    def start(self, inputs: Any, pinned: Pinned | None = None) -> None:
+    def admission_request(self) -> dict[str, Any]:
+        """What the server needs to decide admission (server mode)."""
+        s = self._settings
+        return {"execution_id": self.id, "agent": {"name": self.agent, "version": s["agent_version"],
+                                                   "roles": list(s["roles"])},
+                "workflow": {"name": self.workflow, "version": self.workflow_version},
+                "execution_type": self.execution_type, "parent_execution_id": self.parent_execution_id,
+                "labels": self.labels}
+
+    def start(self, inputs: Any, pinned: Pinned | None = None, *, admission: dict[str, Any] | None = None) -> None:
         """Write ``execution.started`` and, if governed, the admission decision.
 
         Both are committed before the workflow body runs. A denial at admission ends the
-        execution ``halted`` with zero steps and raises `Halted`.
+        execution ``halted`` with zero steps and raises `Halted`. In server mode,
+        ``admission`` is the server's answer: its decision is the one recorded.
         """
         self._t0_us = now_us()  # the clock starts here, after the store was opened and governance loaded
         gov = self.gov = Governed(pinned, self._static_context(), usage=self.usage, started_us=self._t0_us)
-        decision = ctx = None
-        if gov.active:
-            gov.load_windows(self._writer.store, self.agent, self.workflow, self.id)
+        decision = ctx = inputs_used = None
+        if admission is not None and pinned is not None:
+            from ._governed import decision_from_dict
+
+            gov.windows_used.update(admission.get("windows") or {})
+            if admission.get("decision"):
+                decision = decision_from_dict(pinned, admission["decision"])
+                inputs_used = admission.get("inputs")
+        elif gov.active:
+            if not getattr(self._writer.store, "remote", False):
+                gov.load_windows(self._writer.store, self.agent, self.workflow, self.id)
             ctx = gov.context()
             decision = gov.evaluate("admission", ctx)
         inputs, redactions = gov.redact(inputs, decision)
@@ -243,7 +262,7 @@ class ExecutionHandle(GovernedSteps):
             barrier=decision is None,
         )
         if decision is not None:
-            seq = self._decision_event(decision, None, None, redactions, barrier=True, ctx=ctx)
+            seq = self._decision_event(decision, None, None, redactions, barrier=True, ctx=ctx, inputs=inputs_used)
             if decision.decision == "deny":
                 halted = gov.halt(seq, decision, "admission", self.id)
                 self.end(halted)
@@ -354,6 +373,30 @@ class ExecutionHandle(GovernedSteps):
         (text, plain), _ = self.gov.redact((str(message)[:_MESSAGE_CHARS], to_jsonable(data)), None)
         self._emit(LOG, {"level": level, "message": text, "data": plain}, step_id=step_id)
 
+    def on_heartbeat(self, info: dict[str, Any]) -> None:
+        """What the heartbeat brought back: a cancel request, fresh window-budget usage."""
+        if info.get("windows"):
+            with self._writer.lock:
+                self.gov.windows_used.update(info["windows"])
+        cancel = info.get("cancel")
+        if cancel and self.cancel_request is None:
+            with self._writer.lock:
+                if self.cancel_request is not None or self.status not in ("running", "awaiting_approval"):
+                    return
+                self.cancel_request = {"by": cancel.get("by"), "reason": cancel.get("reason")}
+                # This process is the chain's one writer: the request enters the record here.
+                self._emit(CANCEL_REQUESTED, dict(self.cancel_request), barrier=False)
+
+    def refuse_if_cancelled(self) -> None:
+        """Once an operator asked, every later governed action raises `Cancelled`."""
+        c = self.cancel_request
+        if c is not None:
+            exc = Cancelled(f"execution {self.id} was cancelled by {c['by']}" + (f": {c['reason']}" if c["reason"] else ""),
+                            by=c["by"], reason=c["reason"], execution_id=self.id)
+            if self.cancelled is None:
+                self.cancelled = exc
+            raise exc
+
     def set_output(self, value: Any) -> None:
         """Record ``value`` as the execution's output (``with execution()`` has no return value)."""
         self.output = value
@@ -409,8 +452,14 @@ class ExecutionHandle(GovernedSteps):
         err = None
         step_kind = None
         halt = gov.halted.halt() if gov.halted is not None else None
+        cancel = None
+        if halt is None and (self.cancelled is not None or isinstance(error, Cancelled)):
+            c = self.cancelled or error
+            cancel = c.cancel()  # type: ignore[union-attr]
         if halt is not None:
             status = "halted"
+        elif cancel is not None:
+            status = "cancelled"
         elif error is None:
             status = "succeeded"
         else:
@@ -418,7 +467,8 @@ class ExecutionHandle(GovernedSteps):
         # This execution's own halt is its `halt`, not an error; a Halted raised by another
         # (a nested execution) that ends this one is an error like any other.
         own_halt = isinstance(error, Halted) and error.execution_id in (None, self.id)
-        if error is not None and not own_halt:
+        own_cancel = isinstance(error, Cancelled) and error.execution_id in (None, self.id)
+        if error is not None and not own_halt and not own_cancel:
             err = self._error_info(error)
             step_id, step_kind = self._error_origin(error)
             err["step_id"] = step_id
@@ -431,7 +481,7 @@ class ExecutionHandle(GovernedSteps):
             "status": status,
             "error": err,
             "halt": halt,
-            "cancel": None,
+            "cancel": cancel,
             "totals": self.totals_dict(),
             "failure_class": failure_class_for(status, halt_reason=halt and halt["reason"], error_step_kind=step_kind),
             "output": ref,

@@ -33,7 +33,7 @@ from ..record import (
     uuid7,
 )
 from ._capture import to_jsonable
-from ._governed import action_digest
+from ._governed import action_digest, recorded_inputs
 
 if TYPE_CHECKING:
     from ._handles import ExecutionHandle, StepHandle
@@ -68,7 +68,8 @@ class GovernedSteps:
     """Mixed into `ExecutionHandle`: the step protocol with governance in it."""
 
     def refuse_if_halted(self: ExecutionHandle) -> None:
-        """Once halted, every later governed action is refused with the first constraint."""
+        """Once halted (or cancelled), every later governed action is refused."""
+        self.refuse_if_cancelled()
         h = self.gov.halted
         if h is not None:
             raise Halted(f"execution {self.id} is halted ({h.reason}: {h.rule_id or h.budget_id}); no further actions run",
@@ -76,21 +77,21 @@ class GovernedSteps:
                          execution_id=self.id)
 
     def _decision_event(self: ExecutionHandle, d: Decision, step_id: str | None, parent: str | None,
-                        redactions: list[dict[str, str]], *, barrier: bool, ctx: dict[str, Any] | None = None) -> int:
+                        redactions: list[dict[str, str]], *, barrier: bool, ctx: dict[str, Any] | None = None,
+                        inputs: dict[str, Any] | None = None) -> int:
         policy = self.gov.pinned.policy  # type: ignore[union-attr]
         attrs = {
             "phase": d.phase, "step_id": step_id, "decision": d.decision, "rules": d.rules, "budgets": d.budgets,
             "redactions": redactions, "governance_version": self.gov.version_id, "engine": policy.engine,
             "eval_us": d.eval_us,
         }
-        if ctx is not None:
+        if inputs is not None:
+            attrs["inputs"] = inputs  # evaluated by the server (admission in server mode)
+        elif ctx is not None:
             # What the record cannot otherwise tell about this evaluation (the rest: the
             # execution's start, the step's recorded input or output), so that `execord
             # governance simulate` can evaluate exactly what the rules saw.
-            attrs["inputs"] = {"usage": ctx["usage"], "per_tool": dict(self.usage.per_tool),
-                               "windows": self.gov.windows_used or None,
-                               "duration_ms": ctx["execution"]["duration_ms"],
-                               "now": ctx["now"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+            attrs["inputs"] = recorded_inputs(ctx, self.usage.per_tool, self.gov.windows_used)
         # Plain by construction (ids, ints, bools, messages; no floats); only the tool names
         # used as per-tool keys come from user code, so they are the one thing to check.
         plain = all(max(k, default="") <= "\uffff" for k in self.usage.per_tool)
@@ -229,7 +230,23 @@ class GovernedSteps:
     # -- waiting for a reviewer ---------------------------------------------------------------------
 
     def _poll_approval(self: ExecutionHandle, wait: ApprovalWait) -> dict[str, Any] | None:
+        if self.cancel_request is not None:
+            # Cancelled while waiting: the action never runs.
+            with self._writer.lock:
+                self._reserve(wait.step, -1)
+            self.end_step(wait.step, blocked=True)
+            self.refuse_if_cancelled()
         store = self._writer.store
+        if getattr(store, "remote", False):
+            # Server mode: long-poll the server, which also decides the expiry.
+            left = max(0.0, (wait.expires_us - now_us()) / 1e6)
+            row = store.wait_approval(wait.id, min(left + 0.5, self._writer.heartbeat_s))
+            if row is None and now_us() >= wait.expires_us + 2_000_000:
+                try:
+                    return dict(store.decide_approval(wait.id, "expired"))
+                except Exception:
+                    return None
+            return row
         row = store.get_approval(wait.id)
         if row["status"] != "pending":
             return row
@@ -249,6 +266,10 @@ class GovernedSteps:
 
     async def wait_approval_async(self: ExecutionHandle, wait: ApprovalWait) -> Any:
         """Wait without blocking the event loop until the approval is decided; resolve it."""
+        if getattr(self._writer.store, "remote", False):
+            while (row := await asyncio.to_thread(self._poll_approval, wait)) is None:
+                pass
+            return self.resolve_approval(wait, row)
         while (row := self._poll_approval(wait)) is None:
             await asyncio.sleep(min(APPROVAL_POLL_S, max(0.0, (wait.expires_us - now_us()) / 1e6) + 0.01))
         return self.resolve_approval(wait, row)

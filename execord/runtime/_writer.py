@@ -52,6 +52,8 @@ class Writer:
         flush_interval_ms: int,
         on_record_error: str,
         lease_s: int,
+        heartbeat_s: float = 2.0,
+        flush_at_exit_s: float = 5.0,
     ):
         self._open_store = open_store
         self._store: Store | None = None
@@ -59,6 +61,8 @@ class Writer:
         self.flush_interval = flush_interval_ms / 1000
         self.halt_on_error = on_record_error == "halt"
         self.lease_s = lease_s
+        self.heartbeat_s = heartbeat_s
+        self.flush_at_exit_s = flush_at_exit_s
         self.lock = threading.RLock()
         self._pending: list[Event] = []
         self._pending_blobs: list[Blob] = []
@@ -161,8 +165,16 @@ class Writer:
                 del known[digest]
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Commit everything pending; True when nothing is left pending."""
+        """Commit everything pending (in server mode: and ship it); True when nothing is left."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._flush_pending(deadline):
+            return False
+        wait_shipped = getattr(self._store, "wait_shipped", None)
+        if wait_shipped is None:
+            return True
+        return bool(wait_shipped(None if deadline is None else max(0.0, deadline - time.monotonic())))
+
+    def _flush_pending(self, deadline: float | None) -> bool:
         while True:
             with self.lock:
                 if not self._pending:
@@ -213,7 +225,7 @@ class Writer:
                 log.exception("execord flusher")
 
     def _heartbeat_loop(self) -> None:
-        interval = max(self.lease_s / 3, 0.2)
+        interval = max(min(self.lease_s / 3, self.heartbeat_s), 0.2)
         while not self._stop.wait(interval):
             try:
                 self.heartbeat()
@@ -228,7 +240,12 @@ class Writer:
             expires = now_us() + self.lease_s * 1_000_000
             leases = {eid: expires for eid in self.live}
             progress = {eid: h.totals_dict() for eid, h in self.live.items()}
-            self.store.heartbeat(leases, progress)
+        # Outside the lock: in server mode this is a network call.
+        answer = self.store.heartbeat(leases, progress) or {}
+        for eid, info in answer.items():
+            handle = self.live.get(eid)
+            if handle is not None:
+                handle.on_heartbeat(info)
 
     def close(self) -> None:
         """Flush, stop the threads and close the store."""
@@ -260,7 +277,14 @@ _WRITERS: weakref.WeakSet[Writer] = weakref.WeakSet()
 def _flush_all_at_exit() -> None:
     for w in list(_WRITERS):
         try:
-            w.flush(timeout=2)
+            shipped = w.flush(timeout=w.flush_at_exit_s)
+            release = getattr(w._store, "release_spool", None)
+            if release is not None:
+                if shipped:
+                    release()  # nothing left to ship: the spool file goes
+                else:
+                    log.warning("execord: the server did not take every event before exit; they stay in the "
+                                "spool and the next process on this host sends them")
         except Exception:
             pass
 

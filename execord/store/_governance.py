@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import orjson
@@ -14,11 +13,8 @@ from ..record import now_ts, now_us
 class GovernanceTables:
     """Mixed into `SQLiteStore`: everything governance keeps in the database.
 
-    Relies on the host's ``_lock``, ``_conn`` and ``_read``, and its ``_write`` transaction
-    helper.
+    Relies on the host's ``_read`` and its ``_write`` transaction helper.
     """
-
-    _conn: sqlite3.Connection
 
     def _read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:  # provided by the store
         raise NotImplementedError
@@ -31,9 +27,10 @@ class GovernanceTables:
     def put_governance_version(self, version_id: str, digest: str, document: bytes, *, by: str | None = None) -> bool:
         """Store a version (a no-op when the same id is already stored); True if it was new."""
 
-        def tx(c: sqlite3.Connection) -> bool:
+        def tx(c: Any) -> bool:
             cur = c.execute(
-                "INSERT OR IGNORE INTO governance_versions (id, digest, document, created_at, created_by) VALUES (?,?,?,?,?)",
+                "INSERT INTO governance_versions (id, digest, document, created_at, created_by) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (id) DO NOTHING",
                 (version_id, digest, document, now_ts(), by),
             )
             return cur.rowcount == 1
@@ -57,9 +54,16 @@ class GovernanceTables:
         vid, digest, doc, at, by = rows[0]
         return {"id": vid, "digest": digest, "document": orjson.loads(doc), "created_at": at, "created_by": by}
 
-    def list_governance_versions(self) -> list[dict[str, Any]]:
-        """Every stored version, oldest first (without documents)."""
-        rows = self._read("SELECT id, digest, created_at, created_by FROM governance_versions ORDER BY created_at, id")
+    def list_governance_versions(self, project: str | None = None) -> list[dict[str, Any]]:
+        """Every stored version (or those ever activated in ``project``), oldest first, without documents."""
+        if project is None:
+            rows = self._read("SELECT id, digest, created_at, created_by FROM governance_versions ORDER BY created_at, id")
+        else:
+            rows = self._read(
+                "SELECT id, digest, created_at, created_by FROM governance_versions WHERE id IN"
+                " (SELECT to_version FROM governance_activations WHERE project = ?) ORDER BY created_at, id",
+                (project,),
+            )
         return [{"id": r[0], "digest": r[1], "created_at": r[2], "created_by": r[3]} for r in rows]
 
     def activate_governance(self, version_id: str, *, project: str = "default", by: str | None = None,
@@ -71,7 +75,7 @@ class GovernanceTables:
             ``changed`` is False (and nothing is written) when it was already active.
         """
 
-        def tx(c: sqlite3.Connection) -> dict[str, Any]:
+        def tx(c: Any) -> dict[str, Any]:
             last = c.execute(
                 "SELECT seq, to_version FROM governance_activations WHERE project = ? ORDER BY seq DESC LIMIT 1",
                 (project,),
@@ -109,14 +113,15 @@ class GovernanceTables:
 
     # -- approvals ------------------------------------------------------------------------------
 
-    def get_approval(self, approval_id: str) -> dict[str, Any]:
-        """One approval by id or unique prefix.
+    def get_approval(self, approval_id: str, *, project: str | None = None) -> dict[str, Any]:
+        """One approval by id or unique prefix (of ``project``, when given).
 
         Raises:
             NotFound: no approval matches.
         """
-        rows = self._read(f"SELECT {_APPROVAL_COLS} FROM approvals WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
-                          (approval_id, approval_id + "\uffff"))
+        scope, params = ("", ()) if project is None else (" AND project = ?", (project,))
+        rows = self._read(f"SELECT {_APPROVAL_COLS} FROM approvals WHERE id >= ? AND id < ?{scope} ORDER BY id LIMIT 2",
+                          (approval_id, approval_id + "\uffff", *params))
         if not rows:
             raise NotFound(f"no approval {approval_id}; `execord approvals list` shows the pending ones")
         if len(rows) > 1 and rows[0][0] != approval_id:
@@ -158,7 +163,7 @@ class GovernanceTables:
             raise ValueError(f"decision must be approved, rejected or expired, not {decision!r}")
         at_us = now_us() if now is None else now
 
-        def tx(c: sqlite3.Connection) -> None:
+        def tx(c: Any) -> None:
             row = c.execute("SELECT status, expires_us FROM approvals WHERE id = ?", (approval_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no approval {approval_id}")
@@ -197,8 +202,10 @@ class GovernanceTables:
             f" coalesce(sum(steps), 0) FROM executions WHERE {' AND '.join(where)}",
             params,
         )[0]
-        return {"executions": row[0], "cost_micros": row[1], "input_tokens": row[2], "output_tokens": row[3],
-                "total_tokens": row[2] + row[3], "llm_calls": row[4], "tool_calls": row[5], "steps": row[6]}
+        # int(): PostgreSQL's sum() of a bigint is a numeric (a Decimal in Python).
+        n = [int(x) for x in row]
+        return {"executions": n[0], "cost_micros": n[1], "input_tokens": n[2], "output_tokens": n[3],
+                "total_tokens": n[2] + n[3], "llm_calls": n[4], "tool_calls": n[5], "steps": n[6]}
 
 
 _APPROVAL_COLS = (

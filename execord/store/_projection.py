@@ -6,7 +6,6 @@ in the same transaction that stores them, so the two cannot disagree.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any, NamedTuple
 
 import orjson
@@ -38,15 +37,21 @@ def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def project(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
-    """Apply one freshly inserted event to the summary (and seal); return the new tip."""
+def project(c: Any, e: Event, tip: Tip, owner: str | None = None) -> Tip:
+    """Apply one freshly inserted event to the summary (and seal); return the new tip.
+
+    ``owner`` is the project a new execution is filed under (the server passes its API
+    key's); without it, the ``project`` attr of ``execution.started`` or ``default``.
+    """
+    if e.type == EXECUTION_STARTED:
+        return _started(c, e, tip, owner)
     handler = _HANDLERS.get(e.type)
     if handler is None:
         return tip
     return handler(c, e, tip)
 
 
-def _started(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
+def _started(c: Any, e: Event, tip: Tip, owner: str | None = None) -> Tip:
     a = e.attrs
     agent = a.get("agent") or {}
     workflow = a.get("workflow") or {}
@@ -58,7 +63,7 @@ def _started(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
         " labels, host, pid, proc_start, lease_s, lease_expires_us)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
-            e.execution_id, a.get("project") or "default", agent.get("name"), agent.get("version"),
+            e.execution_id, owner or a.get("project") or "default", agent.get("name"), agent.get("version"),
             workflow.get("name"), workflow.get("version"), a.get("execution_type") or "workflow",
             a.get("parent_execution_id"), Status.RUNNING.value, e.ts, ts_to_us(e.ts),
             a.get("governance_version"), _json(labels), host.get("hostname"), host.get("pid"),
@@ -74,7 +79,7 @@ def _started(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
     return Tip(e.seq, e.hash, False, Status.RUNNING.value)
 
 
-def _approval_requested(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
+def _approval_requested(c: Any, e: Event, tip: Tip) -> Tip:
     """File the approval where reviewers find it, then wait (awaiting_approval)."""
     a = e.attrs
     project = c.execute("SELECT project FROM executions WHERE id = ?", (e.execution_id,)).fetchone()
@@ -92,7 +97,7 @@ def _approval_requested(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
 
 
 def _status_change(new: str) -> Any:
-    def handler(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
+    def handler(c: Any, e: Event, tip: Tip) -> Tip:
         if tip.status == new:
             return tip._replace(seq=e.seq, hash=e.hash)
         check_transition(tip.status, new)
@@ -105,7 +110,7 @@ def _status_change(new: str) -> Any:
     return handler
 
 
-def _ended(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
+def _ended(c: Any, e: Event, tip: Tip) -> Tip:
     a = e.attrs
     status = a["status"]
     check_transition(tip.status, status)
@@ -149,7 +154,6 @@ def _ended(c: sqlite3.Connection, e: Event, tip: Tip) -> Tip:
 
 
 _HANDLERS = {
-    EXECUTION_STARTED: _started,
     APPROVAL_REQUESTED: _approval_requested,
     APPROVAL_DECIDED: _status_change(Status.RUNNING.value),
     EXECUTION_ENDED: _ended,

@@ -19,11 +19,13 @@ class Store(Protocol):
 
     backend: str
 
-    def append(self, events: Sequence[Event], blobs: Sequence[Blob] = ()) -> None:
-        """Write events and blobs in one transaction; see `SQLiteStore.append`."""
+    def append(self, events: Sequence[Event], blobs: Sequence[Blob] = (), *,
+               project: str | None = None) -> list[Event]:
+        """Write events and blobs in one transaction; return the new ones; see `SQLStore.append`."""
 
-    def heartbeat(self, leases: dict[str, int], progress: dict[str, dict[str, int]] | None = None) -> None:
-        """Extend leases and refresh running totals."""
+    def heartbeat(self, leases: dict[str, int], progress: dict[str, dict[str, int]] | None = None,
+                  ) -> dict[str, dict[str, Any]]:
+        """Extend leases and refresh running totals; return pending cancel requests."""
 
     def tip(self, execution_id: str) -> Tip | None:
         """The last stored event of an execution."""

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+
+from ..errors import ConfigError
+from ..record import parse_ts
 
 SUMMARY_KEYS = (
     "id", "status", "agent", "workflow", "execution_type", "started_at", "ended_at",
@@ -120,3 +125,34 @@ def summary_from_row(columns: list[str], row: tuple[Any, ...]) -> dict[str, Any]
         "parent_execution_id": r["parent_execution_id"],
         "cancel": _loads(r["cancel"]),
     }
+
+
+_REL = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_when(text: str, *, option: str = "since") -> int:
+    """``15m``/``2h``/``7d`` ago, or an ISO 8601 time, as µs since the epoch."""
+    m = _REL.match(text)
+    if m:
+        delta = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        when = datetime.now(UTC) - delta
+    else:
+        try:
+            when = parse_ts(text)
+        except ValueError:
+            raise ConfigError(
+                f"{option} {text!r} is neither a duration like 15m, 2h, 7d nor an ISO time like 2026-11-01T09:00"
+            ) from None
+    return int(when.timestamp()) * 1_000_000 + when.microsecond
+
+
+def parse_labels(items: list[str] | None) -> dict[str, str]:
+    """``k=v`` pairs into a dict."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"label {item!r} must look like key=value")
+        out[key] = value
+    return out

@@ -194,4 +194,44 @@ BEGIN SELECT RAISE(ABORT, 'execord: approvals are never deleted'); END;
     )
 )
 
+MIGRATIONS.append(
+    (
+        3,
+        """
+-- An operator's request to stop a running execution (DESIGN §2 cancelled). The execution's
+-- own process reads it with its heartbeat and appends cancel.requested to its chain, so
+-- every chain keeps exactly one writer.
+CREATE TABLE cancels (
+    execution_id  TEXT PRIMARY KEY,
+    requested_by  TEXT NOT NULL,
+    reason        TEXT,
+    requested_at  TEXT NOT NULL,
+    requested_us  INTEGER NOT NULL
+);
+CREATE TRIGGER cancels_no_update BEFORE UPDATE ON cancels
+BEGIN SELECT RAISE(ABORT, 'execord: a cancel request is kept as made (UPDATE refused)'); END;
+CREATE TRIGGER cancels_no_delete BEFORE DELETE ON cancels
+BEGIN SELECT RAISE(ABORT, 'execord: cancel requests are never deleted'); END;
+
+-- API keys of the server (DESIGN §7): only the SHA-256 of a key is stored.
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,            -- the key's public prefix, e.g. ek_01a2b3c4
+    project     TEXT NOT NULL,
+    name        TEXT,
+    scopes      TEXT NOT NULL,               -- comma-separated
+    sha256      TEXT NOT NULL UNIQUE,
+    created_at  TEXT NOT NULL,
+    created_by  TEXT,
+    revoked_at  TEXT
+);
+CREATE TRIGGER api_keys_no_delete BEFORE DELETE ON api_keys
+BEGIN SELECT RAISE(ABORT, 'execord: keys are revoked, never deleted'); END;
+CREATE TRIGGER api_keys_revoke_only BEFORE UPDATE ON api_keys
+WHEN NEW.id IS NOT OLD.id OR NEW.sha256 IS NOT OLD.sha256 OR NEW.project IS NOT OLD.project
+  OR NEW.scopes IS NOT OLD.scopes OR OLD.revoked_at IS NOT NULL
+BEGIN SELECT RAISE(ABORT, 'execord: a key can only be revoked, once (UPDATE refused)'); END;
+""",
+    )
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -1,0 +1,130 @@
+"""The FastAPI app: one store, its routers, auth, problem+json errors, streams, reaper, metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ._auth import KeyCache
+from ._deps import Limits
+from ._hub import Hub
+from ._metrics import Metrics
+from ._problems import install, problem
+from ._reaper import Reaper
+from .routers import approvals, executions, governance, health, ingest, keys
+
+log = logging.getLogger("execord.server")
+
+
+@dataclass
+class ServerSettings:
+    """How the server behaves; `execord serve` sets them from its flags."""
+
+    reap_interval_s: float = 2.0
+    key_cache_s: float = 2.0
+    keepalive_s: float = 15.0
+    poll_s: float = 1.0
+    limits: Limits = field(default_factory=Limits)
+    reaper: bool = True
+
+
+class BodyLimit:
+    """Refuse a request body over the limit with 413, before the app reads it (also when chunked)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or {}).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _too_large(self.max_bytes, scope, receive, send)
+            return
+        seen = 0
+
+        async def counting() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, counting, send)
+        except _BodyTooLarge:
+            await _too_large(self.max_bytes, scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem(413, "too-large", f"the request body is over the {limit}-byte limit; send smaller batches")
+    await response(scope, receive, send)
+
+
+def create_app(store: Any, settings: ServerSettings | None = None) -> FastAPI:
+    """The Execord server over ``store`` (an open SQLite or PostgreSQL store).
+
+    The reaper and the PostgreSQL listener start with the app's lifespan and stop with it.
+    """
+    settings = settings or ServerSettings()
+    hub = Hub()
+    metrics = Metrics(store, hub)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub.listen(store)
+        reaper = None
+        if settings.reaper:
+            reaper = Reaper(store, interval=settings.reap_interval_s, on_sealed=_sealed(store, hub, metrics))
+            reaper.start()
+            app.state.reaper = reaper
+        try:
+            yield
+        finally:
+            if reaper is not None:
+                reaper.stop()
+            hub.close()
+
+    app = FastAPI(
+        title="Execord", version=__version__, lifespan=lifespan,
+        description="The durable, verifiable execution record of AI agents: executions, streams, cancel, "
+                    "approvals, governance versions and ingest. Every error is RFC 9457 problem+json.",
+        docs_url="/docs", openapi_url="/openapi.json",
+    )
+    app.state.store = store
+    app.state.hub = hub
+    app.state.metrics = metrics
+    app.state.keys = KeyCache(store, settings.key_cache_s)
+    app.state.limits = settings.limits
+    app.state.keepalive_s = settings.keepalive_s
+    app.state.poll_s = settings.poll_s
+    install(app)
+    app.include_router(health.router)
+    for module in (executions, approvals, governance, ingest, keys):
+        app.include_router(module.router, prefix="/api/v1")
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    return app
+
+
+def _sealed(store: Any, hub: Hub, metrics: Metrics) -> Any:
+    def on_sealed(execution_id: str) -> None:
+        metrics.reaped.inc()
+        metrics.observe(store.events(execution_id, after_seq=(store.tip(execution_id).seq - 1)))
+        hub.wake(execution_id)
+
+    return on_sealed

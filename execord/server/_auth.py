@@ -1,0 +1,105 @@
+"""API keys on every request: who is asking, for which project, with which scopes (DESIGN §7).
+
+``Authorization: Bearer <key>``. Only the key's SHA-256 is stored and it is compared in
+constant time (`KeyTables.authenticate`). ``admin`` holds every scope. A key sees only its
+own project: another project's execution is answered 404, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from ..errors import Forbidden, Unauthorized
+from ..store._keys import key_digest
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: its key id, project, scopes and display name."""
+
+    key_id: str
+    project: str
+    scopes: frozenset[str]
+    name: str
+
+    def has(self, *scopes: str) -> bool:
+        """True when the key holds any of ``scopes`` (or ``admin``)."""
+        return "admin" in self.scopes or any(s in self.scopes for s in scopes)
+
+    @property
+    def who(self) -> str:
+        """How the caller is recorded as reviewer, canceller or activator."""
+        return f"key:{self.name}" if self.name and self.name != self.key_id else f"key:{self.key_id}"
+
+
+class KeyCache:
+    """Authenticated keys for a few seconds, so a busy ingest does not read the key per batch.
+
+    A revocation made through this server is seen at once; one made on another replica is
+    seen within ``ttl`` seconds.
+    """
+
+    def __init__(self, store: Any, ttl: float):
+        self.store = store
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._hits: dict[str, tuple[float, Principal | None]] = {}
+
+    def principal(self, key: str) -> Principal | None:
+        digest = key_digest(key)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._hits.get(digest)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        row = self.store.authenticate(key)
+        found = None if row is None else Principal(row["id"], row["project"], frozenset(row["scopes"]),
+                                                  row["name"] or row["id"])
+        with self._lock:
+            if len(self._hits) > 10_000:
+                self._hits.clear()
+            self._hits[digest] = (now, found)
+        return found
+
+    def forget(self) -> None:
+        with self._lock:
+            self._hits.clear()
+
+
+def authenticate(request: Request) -> Principal:
+    """The caller of a request, or 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if not header:
+        raise Unauthorized("this endpoint needs an API key: send 'Authorization: Bearer <key>' "
+                           "(create one with `execord keys create`)")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <key>'")
+    key = key.strip()
+    if len(key) > 200:
+        raise Unauthorized("that is not an Execord API key")
+    principal = request.app.state.keys.principal(key)
+    if principal is None:
+        raise Unauthorized("the API key is unknown or revoked")
+    return principal
+
+
+def require(*scopes: str) -> Any:
+    """A FastAPI dependency: the caller, who must hold one of ``scopes``."""
+
+    def dependency(request: Request) -> Principal:
+        p = authenticate(request)
+        if not p.has(*scopes):
+            raise Forbidden(
+                f"this key (project {p.project}, scopes {','.join(sorted(p.scopes))}) lacks the "
+                f"{' or '.join(scopes)} scope this request needs"
+            )
+        return p
+
+    dependency.__name__ = f"require_{'_or_'.join(scopes)}"
+    return dependency

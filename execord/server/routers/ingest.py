@@ -1,0 +1,269 @@
+"""What agents send: ``/ingest`` (batches of events), ``/executions/start`` (admission) and
+``/heartbeat`` (leases; pending cancels and window budgets back)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from ...errors import ConfigError, EventError, ExecordError, NotFound, PayloadTooLarge
+from ...record import Blob, Event, make_blob, now_us, parse_event, validate_attrs
+from ...runtime._governed import (
+    Governed,
+    Pinned,
+    decision_to_dict,
+    exhausted_windows,
+    load_pinned,
+    recorded_inputs,
+    static_context,
+    window_usage,
+)
+from .._auth import Principal, require
+from .._deps import store_of
+
+router = APIRouter(tags=["ingest"])
+Ingest = Annotated[Principal, Depends(require("ingest"))]
+
+_INGEST_SCHEMA = {
+    "type": "object",
+    "required": ["events"],
+    "properties": {
+        "events": {"type": "array", "maxItems": 10000, "items": {
+            "type": "object", "required": ["body", "hash"],
+            "properties": {"body": {"type": "string", "description": "The event's canonical JSON, exactly as hashed."},
+                           "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}},
+        "blobs": {"type": "array", "items": {
+            "type": "object", "required": ["digest", "type", "data"],
+            "properties": {"digest": {"type": "string"}, "type": {"type": "string", "enum": ["json", "text"]},
+                           "data": {"type": "string"}}}},
+    },
+}
+
+
+class _Pins:
+    """Compiled governance versions, by id (versions are immutable, so never stale)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[str, Pinned] = {}
+
+    def get(self, store: Any, version_id: str) -> Pinned:
+        with self._lock:
+            hit = self._cache.get(version_id)
+        if hit is None:
+            hit = load_pinned(store, version_id)
+            with self._lock:
+                self._cache[version_id] = hit
+        return hit
+
+
+PINS = _Pins()
+
+
+def _parse_batch(raw: bytes, limits: Any) -> tuple[list[Event], list[Blob]]:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"the body is not JSON: {exc}") from None
+    if type(doc) is not dict or type(doc.get("events")) is not list:
+        raise ConfigError('the body must be {"events": [{"body": "<canonical JSON>", "hash": "<hex>"}, …], '
+                          '"blobs": [...]}')
+    items, blob_items = doc["events"], doc.get("blobs") or []
+    if len(items) > limits.max_batch_events:
+        raise PayloadTooLarge(f"a batch holds at most {limits.max_batch_events} events, not {len(items)}")
+    if type(blob_items) is not list:
+        raise ConfigError("blobs must be a list")
+    events = []
+    for i, item in enumerate(items):
+        if type(item) is not dict or type(item.get("body")) is not str or type(item.get("hash")) is not str:
+            raise ConfigError(f"events[{i}] must be {{\"body\": str, \"hash\": hex}}")
+        body = item["body"].encode()
+        if len(body) > limits.max_event_bytes:
+            raise PayloadTooLarge(f"events[{i}] is {len(body)} bytes; at most {limits.max_event_bytes}")
+        try:
+            e = parse_event(body, bytes.fromhex(item["hash"]))
+        except ValueError:
+            raise ConfigError(f"events[{i}].hash is not hex") from None
+        if len(e.hash) != 32:
+            raise ConfigError(f"events[{i}].hash must be 64 hex digits (SHA-256)")
+        validate_attrs(e.type, e.attrs)
+        events.append(e)
+    blobs = []
+    for i, b in enumerate(blob_items):
+        if type(b) is not dict or type(b.get("data")) is not str or b.get("type") not in ("json", "text"):
+            raise ConfigError(f"blobs[{i}] must be {{\"digest\", \"type\": json|text, \"data\": str}}")
+        data = b["data"].encode()
+        if len(data) > limits.max_blob_bytes:
+            raise PayloadTooLarge(f"blobs[{i}] is {len(data)} bytes; at most {limits.max_blob_bytes}")
+        blob = make_blob(data, b["type"])
+        if b.get("digest") != blob.digest:
+            raise ConfigError(f"blobs[{i}].digest does not match its data (expected {blob.digest})")
+        blobs.append(blob)
+    return events, blobs
+
+
+def _rejection(exc: ExecordError, group: list[Event]) -> dict[str, Any]:
+    return {"execution_id": getattr(exc, "execution_id", None) or group[0].execution_id,
+            "seq": getattr(exc, "seq", None), "type": exc.type, "status": exc.status, "detail": str(exc)}
+
+
+@router.post("/ingest", summary="Append batches of events (idempotent on execution_id and seq)",
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _INGEST_SCHEMA}}}})
+async def ingest(request: Request, p: Ingest) -> Any:
+    """Each event continues its execution's chain. The same event sent again is accepted
+    without change (retries are safe); an execution whose events break the record's rules
+    is listed under ``rejected`` and the rest of the batch is still stored."""
+    from fastapi.concurrency import run_in_threadpool
+
+    raw = await request.body()
+    return await run_in_threadpool(_ingest, request, p, raw)
+
+
+def _ingest(request: Request, p: Principal, raw: bytes) -> Any:
+    state = request.app.state
+    t0 = time.perf_counter()
+    events, blobs = _parse_batch(raw, state.limits)
+    store = store_of(request)
+    rejected: list[dict[str, Any]] = []
+    try:
+        fresh = store.append(events, blobs, project=p.project)
+    except (EventError, NotFound):
+        # Store what is valid: one transaction per execution, each judged on its own.
+        fresh = []
+        store.append([], blobs)
+        groups: dict[str, list[Event]] = {}
+        for e in events:
+            groups.setdefault(e.execution_id, []).append(e)
+        for group in groups.values():
+            try:
+                fresh.extend(store.append(group, project=p.project))
+            except (EventError, NotFound) as exc:
+                rejected.append(_rejection(exc, group))
+                state.metrics.ingest_rejected.labels(exc.type).inc(len(group))
+    state.metrics.ingest_latency.observe(time.perf_counter() - t0)
+    state.metrics.ingest_batches.inc()
+    state.metrics.ingest_events.inc(len(fresh))
+    state.metrics.observe(fresh)
+    last: dict[str, int] = {}
+    for e in events:
+        last[e.execution_id] = max(last.get(e.execution_id, -1), e.seq)
+    for r in rejected:
+        last.pop(r["execution_id"], None)
+    for eid in last:
+        state.hub.wake(eid)
+    return {"received": len(events), "stored": len(fresh), "acked": last, "rejected": rejected}
+
+
+# -- admission ------------------------------------------------------------------------------------
+
+
+class AgentInfo(BaseModel):
+    name: str = Field(..., min_length=1, max_length=256)
+    version: str | None = Field(None, max_length=256)
+    roles: list[str] = Field(default_factory=list, max_length=50)
+
+
+class WorkflowInfo(BaseModel):
+    name: str = Field(..., min_length=1, max_length=256)
+    version: str | None = Field(None, max_length=256)
+
+
+class StartBody(BaseModel):
+    """Who is about to run what: the facts admission rules see."""
+
+    execution_id: str = Field(..., min_length=36, max_length=36, pattern="^[0-9a-f-]{36}$")
+    agent: AgentInfo
+    workflow: WorkflowInfo
+    execution_type: str = Field("workflow", max_length=64)
+    parent_execution_id: str | None = Field(None, max_length=36)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=50)
+
+
+@router.post("/executions/start", summary="Admission: the pinned governance version and its decision")
+def start(request: Request, body: StartBody, p: Ingest) -> Any:
+    """Pins the project's active governance version and evaluates the ``admission`` phase
+    (window budgets included, from every replica's executions). The agent records the
+    decision as its first ``governance.decision`` and, on a deny, ends the execution
+    ``halted`` with zero steps."""
+    store = store_of(request)
+    version_id = store.active_governance(p.project)
+    if version_id is None:
+        return {"governance_version": None, "decision": None, "windows": {}, "inputs": None}
+    pinned = PINS.get(store, version_id)
+    static = static_context(
+        agent=body.agent.name, agent_version=body.agent.version, roles=body.agent.roles,
+        workflow=body.workflow.name, workflow_version=body.workflow.version, execution_id=body.execution_id,
+        execution_type=body.execution_type, parent_execution_id=body.parent_execution_id, labels=body.labels,
+    )
+    gov = Governed(pinned, static)
+    gov.load_windows(store, body.agent.name, body.workflow.name, body.execution_id, project=p.project)
+    if not gov.active:
+        return {"governance_version": version_id, "decision": None, "windows": gov.windows_used, "inputs": None}
+    ctx = gov.context()
+    decision = gov.evaluate("admission", ctx)
+    return {
+        "governance_version": version_id,
+        "decision": decision_to_dict(decision) if decision is not None else None,
+        "windows": gov.windows_used,
+        "inputs": recorded_inputs(ctx, {}, gov.windows_used) if decision is not None else None,
+    }
+
+
+# -- heartbeat ------------------------------------------------------------------------------------
+
+
+class Live(BaseModel):
+    lease_s: int = Field(30, ge=1, le=86400)
+    totals: dict[str, int] | None = None
+
+
+class HeartbeatBody(BaseModel):
+    """The executions this agent process is running, with their running totals."""
+
+    executions: dict[str, Live] = Field(..., max_length=10_000)
+
+
+@router.post("/heartbeat", summary="Extend leases; learn of cancels and exhausted window budgets")
+def heartbeat(request: Request, body: HeartbeatBody, p: Ingest) -> Any:
+    store = store_of(request)
+    now = now_us()
+    leases = {eid: now + live.lease_s * 1_000_000 for eid, live in body.executions.items()}
+    progress = {eid: _totals(live.totals) for eid, live in body.executions.items() if live.totals is not None}
+    cancels = {eid: v["cancel"] for eid, v in store.heartbeat(leases, progress, project=p.project).items()}
+    windows: dict[str, Any] = {}
+    exhausted: list[dict[str, Any]] = []
+    for eid in body.executions:
+        try:
+            s = store.get_execution(eid, project=p.project)
+        except NotFound:
+            continue
+        if not s["governance_version"] or s["sealed"]:
+            continue
+        pinned = PINS.get(store, s["governance_version"])
+        if not pinned.policy.spec.windows:
+            continue
+        used = window_usage(pinned, store, s["agent"] or "", s["workflow"] or "", eid, project=p.project)
+        windows[eid] = used
+        own = progress.get(eid) or {}
+        exhausted.extend({"execution_id": eid, **x} for x in exhausted_windows(pinned, used, own))
+    return {"cancels": cancels, "windows": windows, "exhausted": exhausted}
+
+
+def _totals(t: dict[str, int]) -> dict[str, int]:
+    keys = ("steps", "llm_calls", "tool_calls", "input_tokens", "output_tokens", "cost_micros")
+    return {k: int(t.get(k) or 0) for k in keys}
+
+
+@router.post("/approvals/{approval_id}/expire", summary="An agent reports its approval's timeout",
+             tags=["approvals"])
+def expire(request: Request, approval_id: str, p: Ingest) -> Any:
+    from .approvals import _expire_if_due
+
+    store = store_of(request)
+    row = store.get_approval(approval_id, project=p.project)
+    return _expire_if_due(store, row)

@@ -1,0 +1,179 @@
+"""The PostgreSQL store: the same `Store` as SQLite's, for several server replicas (DESIGN §6).
+
+Everything the replicas coordinate goes through the database:
+
+- **Sequencing.** An append takes a transaction-scoped advisory lock per execution (in id
+  order, so two batches never deadlock) and reads the chain tip under it. Contiguous ``seq``
+  is then checked exactly as in SQLite; the primary key (execution_id, seq) is the backstop.
+  Never a database sequence: sequences leave gaps (DESIGN §4).
+- **Fan-out.** Each append NOTIFYs ``execord_events`` with ``execution_id:seq`` for every
+  execution it moved, delivered at commit, so a stream opened on any replica wakes up.
+- **Migrations** run under a fixed advisory lock: replicas starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from ..errors import SchemaTooNew, StoreError, StoreUnavailable
+from ._projection import Tip
+from ._schema_pg import PG_MIGRATIONS
+from ._sql import SQLStore, iter_rows
+
+SCHEMA_VERSION = PG_MIGRATIONS[-1][0]
+NOTIFY_CHANNEL = "execord_events"
+_MIGRATION_LOCK = 0x65786563  # "exec": the advisory lock id held while migrating
+
+
+@functools.lru_cache(maxsize=512)
+def to_pg(sql: str) -> str:
+    """``?`` placeholders → ``%s`` (and a literal ``%`` doubled), once per statement."""
+    return re.sub(r"\?", "%s", sql.replace("%", "%%"))
+
+
+class _Conn:
+    """A psycopg connection that takes the SQLite-style statements the shared code writes."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: psycopg.Connection[Any]):
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        return self.raw.execute(to_pg(sql), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> psycopg.Cursor[Any]:
+        cur = self.raw.cursor()
+        cur.executemany(to_pg(sql), rows)
+        return cur
+
+
+def _map_pg(exc: BaseException, where: str) -> StoreError | None:
+    if isinstance(exc, psycopg.OperationalError | psycopg.errors.AdminShutdown):
+        return StoreUnavailable(f"PostgreSQL at {where} cannot be reached or used: {str(exc).strip()}")
+    if isinstance(exc, psycopg.Error):
+        return StoreError(f"PostgreSQL refused the operation: {str(exc).strip()}")
+    if isinstance(exc, TimeoutError) or type(exc).__name__ == "PoolTimeout":
+        return StoreUnavailable(f"no PostgreSQL connection free at {where} in time: {exc}")
+    return None
+
+
+class PostgresStore(SQLStore):
+    """The `Store` over PostgreSQL, with a connection pool shared by threads.
+
+    Args:
+        url: a ``postgresql://`` connection URL.
+        min_size / max_size: the pool's bounds.
+        timeout: seconds to wait for a free connection or for the server.
+    """
+
+    backend = "postgres"
+    _cache_tips = False  # other replicas append too: the tip is read under the lock
+    _integrity = (psycopg.errors.UniqueViolation,)
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 10.0):
+        super().__init__()
+        self.url = url
+        self.target = url  # what `open_store` takes to open this store again
+        self.path = None
+        self._where = _redact_url(url)
+        try:
+            self._pool = ConnectionPool(
+                url, min_size=min_size, max_size=max_size, timeout=timeout, open=True,
+                kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))}, name="execord",
+            )
+            self._pool.wait(timeout=timeout)
+            self._migrate()
+        except Exception as exc:
+            if hasattr(self, "_pool"):
+                self._pool.close()
+            mapped = _map_pg(exc, self._where)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        self._cols: list[str] | None = None
+
+    def _migrate(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            # One migrator at a time; the others wait here, then find nothing left to do.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS execord_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = conn.execute("SELECT value FROM execord_meta WHERE key = 'schema_version'").fetchone()
+            found = int(row[0]) if row else 0
+            if found > SCHEMA_VERSION:
+                raise SchemaTooNew(found, SCHEMA_VERSION)
+            for version, sql in PG_MIGRATIONS:
+                if version > found:
+                    conn.execute(sql)
+            conn.execute(
+                "INSERT INTO execord_meta (key, value) VALUES ('schema_version', %s)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),),
+            )
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._pool.close()
+
+    # -- the backend seam ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[_Conn]:
+        with self._pool.connection() as conn, conn.transaction():
+            yield _Conn(conn)
+
+    def _map_error(self, exc: BaseException) -> StoreError | None:  # type: ignore[override]
+        return _map_pg(exc, self._where)
+
+    def _read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        try:
+            with self._pool.connection() as conn:
+                return conn.execute(to_pg(sql), params).fetchall()
+        except Exception as exc:
+            mapped = _map_pg(exc, self._where)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    def _lock_executions(self, c: _Conn, execution_ids: Sequence[str]) -> None:
+        # Volatile functions in the target list run after ORDER BY: the locks are taken in
+        # id order, so two transactions can never wait on each other in a cycle.
+        c.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(x, 0)) FROM unnest(?::text[]) AS x ORDER BY x",
+            (list(execution_ids),),
+        ).fetchall()
+
+    def _appended(self, c: _Conn, tips: dict[str, Tip]) -> None:
+        c.execute("SELECT pg_notify(?, x) FROM unnest(?::text[]) AS x",
+                  (NOTIFY_CHANNEL, [f"{eid}:{t.seq}" for eid, t in tips.items()])).fetchall()
+
+    def _columns(self) -> list[str]:
+        if self._cols is None:
+            with self._pool.connection() as conn:
+                cur = conn.execute("SELECT * FROM executions LIMIT 0")
+                self._cols = [d.name for d in cur.description or ()]
+        return self._cols
+
+    def iter_chain_rows(self, batch: int = 20000) -> Iterator[tuple[str, int, bytes, bytes]]:
+        """Every stored event as (execution_id, seq, hash, body), through a server-side cursor."""
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor(name="execord_chain") as cur:
+            cur.execute("SELECT execution_id, seq, hash, body FROM events ORDER BY execution_id, seq")
+            for eid, seq, h, body in iter_rows(cur, batch):
+                yield eid, seq, bytes(h), bytes(body)
+
+    def listen(self) -> psycopg.Connection[Any]:
+        """A fresh autocommit connection LISTENing on the events channel (for streams)."""
+        conn = psycopg.connect(self.url, autocommit=True)
+        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        return conn
+
+
+def _redact_url(url: str) -> str:
+    """A connection URL without its password, fit for a message."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
