@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .errors import (
+    Cancelled,
     ConfigError,
     ExecordError,
     ExecutionSealed,
@@ -194,6 +195,7 @@ def shutdown() -> None:
 
 
 __all__ = [
+    "Cancelled",
     "ConfigError",
     "ExecordError",
     "Execord",

@@ -126,3 +126,12 @@ def cli(db_path: str) -> Any:
         return run_cli(*args, env=env, **kw)
 
     return run
+
+
+@pytest.fixture
+def server(store_url: str) -> Iterator[Any]:
+    """A real Execord server (uvicorn in a thread) over this test's store, on each backend."""
+    from _server import live_server
+
+    with live_server(store_url) as live:
+        yield live

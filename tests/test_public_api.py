@@ -12,7 +12,7 @@ import pytest
 
 PUBLIC_API = {
     "execord": [
-        "ConfigError", "Execord", "ExecordError", "ExecutionHandle", "ExecutionSealed",
+        "Cancelled", "ConfigError", "Execord", "ExecordError", "ExecutionHandle", "ExecutionSealed",
         "GovernanceError", "Halted", "RecordError", "StepHandle", "StoreError", "VerificationError", "__version__",
         "current", "execution", "flush", "in_execution", "init", "log", "shutdown", "step",
         "tool", "workflow", "wrap",
@@ -47,12 +47,13 @@ PUBLIC_API = {
         "seal_interrupted", "set_default", "why_dead", "wrap",
     ],
     "execord.errors": [
-        "AmbiguousId", "ApprovalError", "ChainError", "ConfigError", "CorruptStore",
-        "EventError", "ExecordError", "ExecutionSealed", "GovernanceError",
-        "GovernanceFileError", "Halted", "IllegalTransition", "InvalidEvent", "NotFound",
-        "RecordError", "RootMismatch", "SchemaTooNew", "SeqConflict", "StoreError",
-        "StoreUnavailable", "VerificationError",
+        "AmbiguousId", "ApiError", "ApprovalError", "Cancelled", "ChainError", "ConfigError", "Conflict",
+        "CorruptStore", "EventError", "ExecordError", "ExecutionSealed", "Forbidden", "GovernanceError",
+        "GovernanceFileError", "Halted", "IllegalTransition", "InvalidEvent", "NotFound", "PayloadTooLarge",
+        "RecordError", "RootMismatch", "SchemaTooNew", "SeqConflict", "ServerUnavailable", "StoreError",
+        "StoreUnavailable", "Unauthorized", "VerificationError",
     ],
+    "execord.server": ["BodyLimit", "Limits", "METRIC_NAMES", "Principal", "ServerSettings", "create_app"],
 }
 
 
