@@ -53,6 +53,12 @@ def init(
     capture: bool | None = None,
     max_value_bytes: int | None = None,
     governance: str | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
+    spool_dir: str | None = None,
+    spool_max_bytes: int | None = None,
+    heartbeat_s: int | None = None,
+    flush_at_exit_s: int | None = None,
 ) -> Execord:
     """Configure the default recorder. Every argument falls back to its ``EXECORD_*``
     environment variable, then to its default (docs/sdk.md lists them).
@@ -73,6 +79,12 @@ def init(
         max_value_bytes: larger captured values are truncated.
         governance: a governance file or folder (``EXECORD_GOVERNANCE``; default
             ``./execord.yaml`` when present, else the version active in the store).
+        url: server mode: record through this Execord server (``EXECORD_URL``).
+        api_key: server mode: the API key (``EXECORD_API_KEY``).
+        spool_dir: server mode: where events wait to be shipped (``EXECORD_SPOOL_DIR``).
+        spool_max_bytes: server mode: the spool's bound.
+        heartbeat_s: seconds between heartbeats (how soon a cancel arrives).
+        flush_at_exit_s: server mode: how long to wait at exit for the spool to ship.
 
     Returns:
         The configured `Execord`.
@@ -87,7 +99,9 @@ def init(
         agent=agent, db=db, agent_version=agent_version, roles=roles, disabled=disabled,
         on_record_error=on_record_error, durability=durability,
         flush_interval_ms=flush_interval_ms, lease_s=lease_s, busy_timeout_ms=busy_timeout_ms,
-        capture=capture, max_value_bytes=max_value_bytes, governance=governance,
+        capture=capture, max_value_bytes=max_value_bytes, governance=governance, url=url, api_key=api_key,
+        spool_dir=spool_dir, spool_max_bytes=spool_max_bytes, heartbeat_s=heartbeat_s,
+        flush_at_exit_s=flush_at_exit_s,
     )
     _eng.set_default(engine)
     return engine

@@ -53,7 +53,7 @@ class Live:
 
 
 @contextlib.contextmanager
-def live_server(target: str, **settings: Any) -> Iterator[Live]:
+def live_server(target: str, *, port: int | None = None, **settings: Any) -> Iterator[Live]:
     """``execord serve`` in this process (uvicorn in a thread) over the store at ``target``."""
     import uvicorn
 
@@ -65,7 +65,7 @@ def live_server(target: str, **settings: Any) -> Iterator[Live]:
     bootstrap_admin(store, ADMIN_KEY)
     settings.setdefault("poll_s", 0.2)
     app = create_app(store, ServerSettings(**settings))
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -106,11 +106,18 @@ class Governor:
         try:
             answer = store.admit(request)
         except ServerUnavailable as exc:
-            if self._last_admitted is None:
-                raise RecordError(f"execord cannot start the execution: {exc}") from exc
-            log.warning("execord: admission evaluated locally against %s: %s", self._last_admitted, exc)
-            pinned = self._cache[self._last_admitted] if self._last_admitted else None
-            return Admission(pinned, None)
+            vid = self._last_admitted if self._last_admitted is not None else store.cached_active()
+            if vid is None:
+                raise RecordError(
+                    f"execord cannot start the execution: {exc}. Admission needs the server once; after that "
+                    "a process governs with the version the server last pinned while it is away"
+                ) from exc
+            log.warning("execord: the server is unreachable; admission is evaluated here against %s: %s",
+                        vid or "no governance", exc)
+            try:
+                return Admission(self.pin_version(store, vid) if vid else None, None)
+            except ServerUnavailable as again:
+                raise RecordError(f"execord cannot start the execution: {again}") from again
         vid = answer.get("governance_version")
         pinned = self.pin_version(store, vid) if vid else None
         self._last_admitted = vid or ""

@@ -272,7 +272,42 @@ class RemoteStore:
 
     def admit(self, body: dict[str, Any]) -> dict[str, Any]:
         """Admission at the server: the pinned version, its decision, window usage."""
-        return dict(self.api.call("POST", "executions/start", json=body, timeout=10))
+        answer = dict(self.api.call("POST", "executions/start", json=body, timeout=10))
+        self._cache_put("active", {"version_id": answer.get("governance_version")})
+        return answer
+
+    # A small cache on disk, beside the spool: the last active version id and the documents
+    # fetched, so that a process on this host can govern while the server is away.
+
+    def _cache_path(self, name: str) -> Path | None:
+        if self._spool_dir is None:
+            return None
+        return self._spool_dir / "cache" / f"{name.replace(':', '_')}.json"
+
+    def _cache_put(self, name: str, value: Any) -> None:
+        path = self._cache_path(name)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps(value))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.debug("execord could not cache %s: %s", name, exc)
+
+    def _cache_get(self, name: str) -> Any:
+        path = self._cache_path(name)
+        try:
+            return orjson.loads(path.read_bytes()) if path is not None else None
+        except (OSError, orjson.JSONDecodeError):
+            return None
+
+    def cached_active(self) -> str | None:
+        """The governance version the server last pinned for this host's key ("" for none),
+        or None when it never answered."""
+        hit = self._cache_get("active")
+        return None if hit is None else (hit.get("version_id") or "")
 
     def heartbeat(self, leases: dict[str, int], progress: dict[str, dict[str, int]] | None = None
                   ) -> dict[str, dict[str, Any]]:
@@ -293,7 +328,15 @@ class RemoteStore:
         return self.api.call("GET", "governance/active").get("version_id")
 
     def get_governance_version(self, version_id: str) -> dict[str, Any]:
-        return dict(self.api.call("GET", f"governance/versions/{version_id}"))
+        try:
+            row = dict(self.api.call("GET", f"governance/versions/{version_id}"))
+        except ServerUnavailable:
+            cached = self._cache_get(f"version-{version_id}")
+            if cached is None:
+                raise
+            return dict(cached)
+        self._cache_put(f"version-{version_id}", row)
+        return row
 
     def list_governance_versions(self, project: str | None = None) -> list[dict[str, Any]]:
         return list(self.api.call("GET", "governance/versions")["items"])
@@ -314,6 +357,13 @@ class RemoteStore:
             b = self.api.call("GET", f"blobs/{digest}")
         except NotFound:
             return None
+        except ServerUnavailable:
+            b = self._cache_get(f"blob-{digest}")
+            if b is None:
+                raise
+        else:
+            if b.get("type") == "json" and b.get("size", 0) < 8 * 1024 * 1024:
+                self._cache_put(f"blob-{digest}", b)  # price tables, for offline admission
         data = None if b["data"] is None else b["data"].encode()
         return Blob(b["digest"], b["size"], b["type"], data)
 

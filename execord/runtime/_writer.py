@@ -226,11 +226,18 @@ class Writer:
 
     def _heartbeat_loop(self) -> None:
         interval = max(min(self.lease_s / 3, self.heartbeat_s), 0.2)
+        failing = False
         while not self._stop.wait(interval):
             try:
                 self.heartbeat()
             except Exception as exc:
-                log.warning("execord heartbeat failed: %s", exc)
+                if not failing:  # once per outage, not every few seconds
+                    log.warning("execord heartbeat failed (leases are not extended until it works again): %s", exc)
+                failing = True
+            else:
+                if failing:
+                    log.warning("execord heartbeat works again")
+                failing = False
 
     def heartbeat(self) -> None:
         """Extend the lease of every live execution of this process."""

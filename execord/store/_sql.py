@@ -299,7 +299,7 @@ class SQLStore(GovernanceTables, KeyTables):
 
         if leases:
             self._write(tx)
-        return {eid: {"cancel": c} for eid, c in self.pending_cancels(list(leases)).items()}
+        return {eid: {"cancel": c} for eid, c in self.pending_cancels(list(leases), project=project).items()}
 
     # -- cancels ---------------------------------------------------------------------------------
 
@@ -336,8 +336,8 @@ class SQLStore(GovernanceTables, KeyTables):
         )
         return {"by": rows[0][0], "reason": rows[0][1], "requested_at": rows[0][2]} if rows else None
 
-    def pending_cancels(self, execution_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Cancel requests for any of these (unsealed) executions."""
+    def pending_cancels(self, execution_ids: Sequence[str], *, project: str | None = None) -> dict[str, dict[str, Any]]:
+        """Cancel requests for any of these (unsealed) executions (of ``project``, when given)."""
         if not execution_ids:
             return {}
         out: dict[str, dict[str, Any]] = {}
@@ -347,7 +347,8 @@ class SQLStore(GovernanceTables, KeyTables):
             rows = self._read(
                 "SELECT c.execution_id, c.requested_by, c.reason, c.requested_at FROM cancels c"
                 f" JOIN executions x ON x.id = c.execution_id WHERE x.sealed = 0 AND c.execution_id IN"
-                f" ({','.join('?' * len(part))})", part,
+                f" ({','.join('?' * len(part))}){'' if project is None else ' AND x.project = ?'}",
+                [*part] if project is None else [*part, project],
             )
             for eid, by, reason, at in rows:
                 out[eid] = {"by": by, "reason": reason, "requested_at": at}

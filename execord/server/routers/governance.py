@@ -34,13 +34,19 @@ def versions(request: Request, p: Annotated[Principal, Depends(require("read"))]
 @router.get("/governance/versions/{version_id}", summary="One version, with its document")
 def version(request: Request, version_id: VersionId,
             p: Annotated[Principal, Depends(require("read", "ingest"))]) -> Any:
-    store = store_of(request)
-    row = store.get_governance_version(version_id)
-    if row["id"] not in {v["id"] for v in store.list_governance_versions(project=p.project)}:
-        from ...errors import NotFound
+    from ...errors import NotFound
 
+    store = store_of(request)
+    # Resolved among the project's own versions only, so that another project's version (or
+    # an id prefix that only other projects' versions share) is the same 404 as a missing one.
+    mine = sorted(v["id"] for v in store.list_governance_versions(project=p.project) if v["id"].startswith(version_id))
+    if version_id in mine:
+        mine = [version_id]
+    if len(mine) > 1:
+        raise NotFound(f"governance version prefix {version_id!r} is ambiguous; give more characters")
+    if not mine:
         raise NotFound(f"no governance version {version_id} in project {p.project}")
-    return row
+    return store.get_governance_version(mine[0])
 
 
 @router.get("/governance/history", summary="Every activation: who, when, from, to")
