@@ -233,6 +233,7 @@ def test_another_projects_execution_cannot_be_written_or_read(server: Any, tmp_p
     _problem(other.post(f"/api/v1/unified/executions/{eid}/cancel", json={}), 404)
     events = server.admin.get(f"/api/v1/executions/{eid}/events").json()["items"]
     from _server import ADMIN_KEY  # noqa: F401 - the admin's events, replayed by another project
+
     from execord.runtime._remote import event_from_dict
 
     replay = [event_from_dict(e) for e in events]
