@@ -100,7 +100,19 @@ class PostgresStore(SQLStore):
             raise mapped from exc
         self._cols: list[str] | None = None
 
+    def _current_version(self) -> int:
+        with self._pool.connection() as conn:
+            if conn.execute("SELECT to_regclass('execord_meta')").fetchone() == (None,):
+                return 0
+            row = conn.execute("SELECT value FROM execord_meta WHERE key = 'schema_version'").fetchone()
+            return int(row[0]) if row else 0
+
     def _migrate(self) -> None:
+        found = self._current_version()
+        if found > SCHEMA_VERSION:
+            raise SchemaTooNew(found, SCHEMA_VERSION)
+        if found == SCHEMA_VERSION:
+            return  # nothing to do, so no DDL: a least-privilege role opens the store too
         with self._pool.connection() as conn, conn.transaction():
             # One migrator at a time; the others wait here, then find nothing left to do.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
