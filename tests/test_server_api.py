@@ -409,3 +409,31 @@ def test_metrics_count_what_was_ingested(server: Any, tmp_path: Path) -> None:
     assert 'execord_executions_ended_total{failure_class="",status="succeeded",workflow="billing"} 1.0' in text
     assert 'execord_tool_call_duration_seconds_count{tool="lookup"} 2.0' in text
     assert "execord_ingest_events_total" in text and "execord_approvals_pending 0.0" in text
+
+
+def test_the_server_evaluates_every_recorded_decision_again_and_flags_a_mismatch(server: Any, tmp_path: Path) -> None:
+    server.admin.post("/api/v1/governance/apply", json={"source": GOVERNANCE})
+    ex = _agent(server, tmp_path)
+    honest = _run(ex, "daytime", steps=2)
+    ex.close()
+    server.app.state.audit.drain()
+    check = server.admin.get(f"/api/v1/unified/executions/{honest}").json()["live"]["decision_check"]
+    assert check["decisions"] >= 1 and check["mismatches"] == []
+    # An agent that lies: it records an allow where the pinned version denies.
+    c = server.client(server.key("ingest"))
+    events = server.admin.get(f"/api/v1/executions/{honest}/events").json()["items"]
+    liar, prev, seq = uuid7(), None, 0
+    forged = []
+    for d in events:
+        attrs = d["attrs"]
+        if d["type"] == "execution.started":
+            attrs = {**attrs, "workflow": {"name": "nightly", "version": None}}  # denied; the agent says allow
+        e = build_event(liar, seq, d["type"], d["ts"], attrs, prev or genesis_hash(liar), step_id=d.get("step_id"),
+                        parent_step_id=d.get("parent_step_id"))
+        forged.append(e)
+        prev, seq = e.hash, seq + 1
+    assert c.post("/api/v1/ingest", json=_batch(*forged)).json()["rejected"] == []
+    server.app.state.audit.drain()
+    check = server.admin.get(f"/api/v1/unified/executions/{liar}").json()["live"]["decision_check"]
+    assert [(m["recorded"], m["server"], m["rule"]) for m in check["mismatches"]] == [("allow", "deny", "no-nightly")]
+    assert 'execord_decision_checks_total{result="mismatch"} 1.0' in server.client(None).get("/metrics").text

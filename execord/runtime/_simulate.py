@@ -140,33 +140,43 @@ def simulate(store: Any, candidate: Policy | None, *, since_us: int | None = Non
     report = SimulationReport()
     pinned: dict[str, Any] = {}
     for row in store.list_executions(ExecutionFilter(since_us=since_us, limit=limit)):
-        events = store.events(row["id"])
-        if not events or events[0].type != EXECUTION_STARTED:
-            continue
-        report.executions += 1
-        static = _static(events[0])
-        steps: dict[str, dict[str, Event]] = {}
-        for e in events:
-            if e.type in (STEP_STARTED, STEP_ENDED) and e.step_id:
-                steps.setdefault(e.step_id, {})["started" if e.type == STEP_STARTED else "ended"] = e
-        for e in events:
-            if e.type != GOVERNANCE_DECISION:
-                continue
-            report.decisions += 1
-            vid = e.attrs.get("governance_version")
-            own_pinned = (pinned.get(vid) or pinned.setdefault(vid, load_pinned(store, vid))) if vid else None
-            prices = own_pinned.prices if own_pinned is not None else _default_prices()
-            ctx, projection, tool, usage, windows = _context(store, static, e, steps, prices)
-            step_name = ctx["step"]["name"] or None
-            if own_pinned is not None:
-                own = own_pinned.policy
-                again = _evaluate(own, e.attrs["phase"], ctx, projection, tool, usage, windows)
-                if not _same(e.attrs, again):
-                    report.mismatches.append(Change(row["id"], e.seq, e.attrs["phase"], step_name, e.attrs["decision"],
-                                                    again.decision, again.deciding[1] if again.deciding else None))
-            if candidate is not None:
-                new = _evaluate(candidate, e.attrs["phase"], ctx, projection, tool, usage, windows)
-                if new.decision != e.attrs["decision"]:
-                    report.changes.append(Change(row["id"], e.seq, e.attrs["phase"], step_name, e.attrs["decision"],
-                                                 new.decision, new.deciding[1] if new.deciding else None))
+        check_execution(store, row["id"], candidate, report, pinned)
     return report
+
+
+def check_execution(store: Any, execution_id: str, candidate: Policy | None, report: SimulationReport,
+                    pinned: dict[str, Any]) -> None:
+    """Evaluate one execution's recorded decisions again (see `simulate`), into ``report``.
+
+    The server runs this on every execution it seals with decisions in it (DESIGN §6: the
+    server re-evaluates the agent's decisions and flags any mismatch).
+    """
+    events = store.events(execution_id)
+    if not events or events[0].type != EXECUTION_STARTED:
+        return
+    report.executions += 1
+    static = _static(events[0])
+    steps: dict[str, dict[str, Event]] = {}
+    for e in events:
+        if e.type in (STEP_STARTED, STEP_ENDED) and e.step_id:
+            steps.setdefault(e.step_id, {})["started" if e.type == STEP_STARTED else "ended"] = e
+    for e in events:
+        if e.type != GOVERNANCE_DECISION:
+            continue
+        report.decisions += 1
+        vid = e.attrs.get("governance_version")
+        own_pinned = (pinned.get(vid) or pinned.setdefault(vid, load_pinned(store, vid))) if vid else None
+        prices = own_pinned.prices if own_pinned is not None else _default_prices()
+        ctx, projection, tool, usage, windows = _context(store, static, e, steps, prices)
+        step_name = ctx["step"]["name"] or None
+        if own_pinned is not None:
+            own = own_pinned.policy
+            again = _evaluate(own, e.attrs["phase"], ctx, projection, tool, usage, windows)
+            if not _same(e.attrs, again):
+                report.mismatches.append(Change(execution_id, e.seq, e.attrs["phase"], step_name, e.attrs["decision"],
+                                                again.decision, again.deciding[1] if again.deciding else None))
+        if candidate is not None:
+            new = _evaluate(candidate, e.attrs["phase"], ctx, projection, tool, usage, windows)
+            if new.decision != e.attrs["decision"]:
+                report.changes.append(Change(execution_id, e.seq, e.attrs["phase"], step_name, e.attrs["decision"],
+                                             new.decision, new.deciding[1] if new.deciding else None))

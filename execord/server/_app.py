@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ._audit import DecisionAudit
 from ._auth import KeyCache
 from ._deps import Limits
 from ._hub import Hub
@@ -84,6 +85,7 @@ def create_app(store: Any, settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
     hub = Hub()
     metrics = Metrics(store, hub)
+    audit = DecisionAudit(store, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -98,6 +100,7 @@ def create_app(store: Any, settings: ServerSettings | None = None) -> FastAPI:
         finally:
             if reaper is not None:
                 reaper.stop()
+            audit.stop()
             hub.close()
 
     app = FastAPI(
@@ -109,6 +112,7 @@ def create_app(store: Any, settings: ServerSettings | None = None) -> FastAPI:
     app.state.store = store
     app.state.hub = hub
     app.state.metrics = metrics
+    app.state.audit = audit
     app.state.keys = KeyCache(store, settings.key_cache_s)
     app.state.limits = settings.limits
     app.state.keepalive_s = settings.keepalive_s

@@ -57,6 +57,7 @@ METRIC_NAMES = (
     "execord_ingest_latency_seconds",
     "execord_stream_subscribers",
     "execord_reaper_interrupted_total",
+    "execord_decision_checks_total",
 )
 
 
@@ -129,6 +130,8 @@ class Metrics:
         subscribers.set_function(hub.count)
         self.reaped = Counter("execord_reaper_interrupted", "Executions this replica sealed as interrupted.",
                               registry=r)
+        self.decision_checks = Counter("execord_decision_checks", "Sealed executions whose decisions the server "
+                                       "evaluated again, by result (ok or mismatch).", ["result"], registry=r)
         r.register(_StateCollector(store))
         self._lock = threading.Lock()
         self._steps = _Lru(50_000)       # step_id -> (kind, name, provider, model)

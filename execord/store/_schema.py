@@ -234,4 +234,22 @@ BEGIN SELECT RAISE(ABORT, 'execord: a key can only be revoked, once (UPDATE refu
     )
 )
 
+MIGRATIONS.append(
+    (
+        4,
+        """
+-- The server evaluates again, against the pinned version, every decision an agent recorded
+-- (DESIGN §6), once the execution is sealed; a mismatch is kept here and shown by the API.
+CREATE TABLE decision_checks (
+    execution_id  TEXT PRIMARY KEY,
+    checked_at    TEXT NOT NULL,
+    decisions     INTEGER NOT NULL,
+    mismatches    TEXT NOT NULL              -- JSON list of {seq, phase, step, recorded, server, rule}
+);
+CREATE TRIGGER decision_checks_no_update BEFORE UPDATE ON decision_checks
+BEGIN SELECT RAISE(ABORT, 'execord: a decision check is kept as made (UPDATE refused)'); END;
+""",
+    )
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -197,7 +197,16 @@ EXECUTE FUNCTION execord_refuse('a key can only be revoked, once');
 """ + _refuse("cancels", "UPDATE OR DELETE", "a cancel request is kept as made") \
     + _refuse("api_keys", "DELETE", "keys are revoked, never deleted")
 
-PG_MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3)]
+V4 = """
+CREATE TABLE decision_checks (
+    execution_id  TEXT COLLATE "C" PRIMARY KEY,
+    checked_at    TEXT NOT NULL,
+    decisions     INTEGER NOT NULL,
+    mismatches    TEXT NOT NULL
+);
+""" + _refuse("decision_checks", "UPDATE OR DELETE", "a decision check is kept as made")
+
+PG_MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3), (4, V4)]
 
 #: What a least-privilege application role needs (``execord serve`` as that role, after an
 #: owner ran the migrations): read everything; insert facts; update only the projections
@@ -205,7 +214,7 @@ PG_MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3)]
 APP_GRANTS = """
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};
 GRANT INSERT ON events, blobs, seals, executions, execution_labels, governance_versions,
-  governance_activations, approvals, cancels, api_keys TO {role};
+  governance_activations, approvals, cancels, api_keys, decision_checks TO {role};
 GRANT UPDATE ON executions, approvals, api_keys TO {role};
 GRANT UPDATE (data) ON blobs TO {role};
 """

@@ -354,6 +354,24 @@ class SQLStore(GovernanceTables, KeyTables):
                 out[eid] = {"by": by, "reason": reason, "requested_at": at}
         return out
 
+    # -- decision checks -------------------------------------------------------------------------
+
+    def put_decision_check(self, execution_id: str, decisions: int, mismatches: list[dict[str, Any]]) -> None:
+        """Keep the server's re-evaluation of an execution's decisions (first one wins)."""
+        self._write(lambda c: c.execute(
+            "INSERT INTO decision_checks (execution_id, checked_at, decisions, mismatches) VALUES (?,?,?,?)"
+            " ON CONFLICT (execution_id) DO NOTHING",
+            (execution_id, now_ts(), decisions, orjson.dumps(mismatches).decode()),
+        ))
+
+    def get_decision_check(self, execution_id: str) -> dict[str, Any] | None:
+        """{checked_at, decisions, mismatches} of an execution, or None if not checked."""
+        rows = self._read("SELECT checked_at, decisions, mismatches FROM decision_checks WHERE execution_id = ?",
+                          (execution_id,))
+        if not rows:
+            return None
+        return {"checked_at": rows[0][0], "decisions": rows[0][1], "mismatches": orjson.loads(rows[0][2])}
+
     # -- reading ---------------------------------------------------------------------------------
 
     def _columns(self) -> list[str]:

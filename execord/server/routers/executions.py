@@ -120,7 +120,7 @@ def unified_status(store: Any, summary: dict[str, Any]) -> dict[str, Any]:
     approval, a pending cancel, the last seq."""
     eid = summary["id"]
     live: dict[str, Any] = {"current_step": None, "pending_approval": None, "cancel_requested": None,
-                            "last_seq": None}
+                            "last_seq": None, "decision_check": None}
     tip = store.tip(eid)
     live["last_seq"] = tip.seq if tip else None
     if summary["status"] not in TERMINAL:
@@ -136,6 +136,8 @@ def unified_status(store: Any, summary: dict[str, Any]) -> dict[str, Any]:
                                        execution_id=eid, limit=1)
         live["pending_approval"] = pending[0] if pending else None
         live["cancel_requested"] = store.get_cancel(eid)
+    elif summary["governance_version"]:
+        live["decision_check"] = store.get_decision_check(eid)
     return {**summary, "live": live}
 
 

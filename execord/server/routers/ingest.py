@@ -149,6 +149,9 @@ def _ingest(request: Request, p: Principal, raw: bytes) -> Any:
     state.metrics.ingest_batches.inc()
     state.metrics.ingest_events.inc(len(fresh))
     state.metrics.observe(fresh)
+    for e in fresh:
+        if e.type == "execution.ended":
+            state.audit.submit(e.execution_id)
     last: dict[str, int] = {}
     for e in events:
         last[e.execution_id] = max(last.get(e.execution_id, -1), e.seq)
