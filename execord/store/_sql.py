@@ -84,13 +84,13 @@ class SQLStore(GovernanceTables, KeyTables):
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _write(self, fn: Any) -> Any:
-        """Run ``fn(connection)`` in one write transaction; map driver errors."""
+    @contextlib.contextmanager
+    def _mapped(self) -> Iterator[None]:
+        """Driver errors become store errors (integrity errors pass: callers judge them)."""
         try:
-            with self._transaction() as c:
-                return fn(c)
-        except self._integrity as exc:
-            raise StoreError(f"the database refused the change: {exc}") from exc
+            yield
+        except self._integrity:
+            raise
         except ExecordError:
             raise
         except Exception as exc:
@@ -98,6 +98,14 @@ class SQLStore(GovernanceTables, KeyTables):
             if mapped is None:
                 raise
             raise mapped from exc
+
+    def _write(self, fn: Any) -> Any:
+        """Run ``fn(connection)`` in one write transaction; map driver errors."""
+        try:
+            with self._mapped(), self._transaction() as c:
+                return fn(c)
+        except self._integrity as exc:
+            raise StoreError(f"the database refused the change: {exc}") from exc
 
     def append(self, events: Sequence[Event], blobs: Sequence[Blob] = (), *,
                project: str | None = None) -> list[Event]:
@@ -136,18 +144,8 @@ class SQLStore(GovernanceTables, KeyTables):
                 raise StoreError(f"the database refused the batch: {exc}") from exc
 
     def _append_once(self, events: Sequence[Event], blobs: Sequence[Blob], project: str | None) -> list[Event]:
-        try:
-            with self._transaction() as c:
-                tips, fresh = self._append_tx(c, events, blobs, project)
-        except self._integrity:
-            raise
-        except ExecordError:
-            raise
-        except Exception as exc:
-            mapped = self._map_error(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
+        with self._mapped(), self._transaction() as c:
+            tips, fresh = self._append_tx(c, events, blobs, project)
         if self._cache_tips:
             self._tips.update(tips)
         return fresh
