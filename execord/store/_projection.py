@@ -20,6 +20,7 @@ from ..record import (
     check_transition,
     events_root,
     failure_class_for,
+    now_us,
     ts_to_us,
 )
 
@@ -68,7 +69,9 @@ def _started(c: Any, e: Event, tip: Tip, owner: str | None = None) -> Tip:
             a.get("parent_execution_id"), Status.RUNNING.value, e.ts, ts_to_us(e.ts),
             a.get("governance_version"), _json(labels), host.get("hostname"), host.get("pid"),
             host.get("proc_start"), a.get("lease_s"),
-            ts_to_us(e.ts) + int(a.get("lease_s") or 0) * 1_000_000,
+            # From when the store learns of it, not from the event's own time: an execution
+            # shipped late (a spool after an outage) or from a skewed clock gets a whole lease.
+            max(ts_to_us(e.ts), now_us()) + int(a.get("lease_s") or 0) * 1_000_000,
         ),
     )
     if labels:
