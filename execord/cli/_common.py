@@ -18,7 +18,7 @@ from ..store import DEFAULT_DB, Store, open_store
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", envvar="EXECORD_DB", help="The SQLite file (default: ./.execord/execord.db; env EXECORD_DB).", show_default=False),
+    typer.Option("--db", envvar="EXECORD_DB", help="The SQLite file or a postgresql:// URL (default: ./.execord/execord.db; env EXECORD_DB).", show_default=False),
 ]
 FormatOption = Annotated[
     str, typer.Option("--format", "-f", help="Output format: table or json.", case_sensitive=False)

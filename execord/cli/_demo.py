@@ -8,6 +8,7 @@ counts a real call of that size would. Costs are priced from a small demo table 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from typing import Annotated, Any
@@ -98,9 +99,11 @@ def build_agent(ex: Execord, rng: random.Random) -> dict[str, Any]:
     return {"support_triage": support_triage, "refund": refund, "research": research, "digest": digest}
 
 
-def run_demo(db: str, *, seed: int = 7) -> list[str]:
-    """Run the demo agent into ``db``; return the ids of the executions it recorded."""
-    ex = Execord(agent="demo-support-agent", agent_version="0.3.1", roles=["support"], db=db)
+def run_demo(db: str, *, seed: int = 7, local: bool = True) -> list[str]:
+    """Run the demo agent into ``db`` (or, with ``local=False`` and ``EXECORD_URL`` set,
+    through that server); return the ids of the executions it recorded."""
+    ex = Execord(agent="demo-support-agent", agent_version="0.3.1", roles=["support"], db=db,
+                 url="" if local else None)
     rng = random.Random(seed)
     agent = build_agent(ex, rng)
     ids: list[str] = []
@@ -136,11 +139,13 @@ def demo(
     """
     fmt = check_format(fmt)
     path = db or DEFAULT_DB
+    url = None if db else os.environ.get("EXECORD_URL")  # an explicit --db stays local
     t0 = time.perf_counter()
-    ids = run_demo(path, seed=seed)
+    ids = run_demo(path, seed=seed, local=url is None)
     if fmt == "json":
-        print_json({"db": path, "executions": ids})
+        print_json({"db": url or path, "executions": ids})
         return
-    console.print(f"recorded {len(ids)} executions into {path} in {time.perf_counter() - t0:.1f}s")
+    console.print(f"recorded {len(ids)} executions {'through ' + url if url else 'into ' + path}"
+                  f" in {time.perf_counter() - t0:.1f}s")
     console.print("next: [bold]execord executions list[/bold]  ·  "
                   f"[bold]execord executions get {ids[0][:13]}[/bold]  ·  [bold]execord verify[/bold]")

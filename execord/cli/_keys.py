@@ -17,7 +17,8 @@ app = typer.Typer(help="Create, list and revoke the server's API keys.", no_args
 
 @app.command("create")
 def create(
-    project: Annotated[str, typer.Option(help="The project the key is bound to.")] = "default",
+    project: Annotated[str | None, typer.Option(help="The project the key is bound to (default: 'default'; "
+                                                "through a server: the calling key's).", show_default=False)] = None,
     scopes: Annotated[str, typer.Option(help=f"Comma-separated: {', '.join(SCOPES)}.")] = "read",
     name: Annotated[str | None, typer.Option(help="A name to recognise the key by.")] = None,
     db: DbOption = None,
@@ -29,7 +30,10 @@ def create(
     """
     fmt = check_format(fmt)
     chosen = parse_scopes(scopes)
-    key, row = store_from(db, create=True).create_key(project, chosen, name=name, by=f"cli:{_user()}")
+    store = store_from(db, create=True)
+    if project is None:
+        project = "" if getattr(store, "remote", False) else "default"
+    key, row = store.create_key(project, chosen, name=name, by=f"cli:{_user()}")
     if fmt == "json":
         print_json({"key": key, **row})
         return

@@ -94,6 +94,8 @@ def _validate(v: dict[str, Any]) -> None:
         raise ConfigError(f"on_record_error must be 'halt' or 'continue', not {v['on_record_error']!r}")
     if v["durability"] not in ("batched", "strict"):
         raise ConfigError(f"durability must be 'batched' or 'strict', not {v['durability']!r}")
+    if v["url"] == "":
+        v["url"] = None  # explicitly local (url=""), whatever EXECORD_URL says
     if v["url"] and not v["api_key"]:
         raise ConfigError("EXECORD_URL is set but EXECORD_API_KEY is not: server mode needs a key with the ingest "
                           "scope (execord keys create --scopes ingest)")

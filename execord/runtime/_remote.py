@@ -261,6 +261,7 @@ class RemoteStore:
 
     def close(self) -> None:
         """Stop shipping (what is unshipped stays in the spool for the next process)."""
+        self.release_spool()
         self._stop.set()
         if self._shipper is not None:
             self._shipper.join(timeout=2)
@@ -476,7 +477,7 @@ class RemoteStore:
     def create_key(self, project: str, scopes: list[str] | str, *, name: str | None = None,
                    by: str | None = None) -> tuple[str, dict[str, Any]]:
         scope_list = scopes.split(",") if isinstance(scopes, str) else list(scopes)
-        row = dict(self.api.call("POST", "keys", json={"project": project, "scopes": scope_list, "name": name}))
+        row = dict(self.api.call("POST", "keys", json={"project": project or None, "scopes": scope_list, "name": name}))
         return row.pop("key"), row
 
     def list_keys(self, project: str | None = None) -> list[dict[str, Any]]:

@@ -231,10 +231,9 @@ class GovernedSteps:
 
     def _poll_approval(self: ExecutionHandle, wait: ApprovalWait) -> dict[str, Any] | None:
         if self.cancel_request is not None:
-            # Cancelled while waiting: the action never runs.
-            with self._writer.lock:
-                self._reserve(wait.step, -1)
-            self.end_step(wait.step, blocked=True)
+            # Cancelled while waiting: the approval is closed (nobody can approve an action
+            # that will never run), the step is blocked, and the execution stops.
+            self._close_approval_on_cancel(wait)
             self.refuse_if_cancelled()
         store = self._writer.store
         if getattr(store, "remote", False):
@@ -257,6 +256,20 @@ class GovernedSteps:
             except ApprovalError:
                 return store.get_approval(wait.id)  # a reviewer decided at the last moment
         return None
+
+    def _close_approval_on_cancel(self: ExecutionHandle, wait: ApprovalWait) -> None:
+        c = self.cancel_request or {}
+        comment = f"the execution was cancelled by {c.get('by')}" + (f": {c['reason']}" if c.get("reason") else "")
+        try:
+            row = self._writer.store.decide_approval(wait.id, "expired", reviewer="execord:cancel", comment=comment)
+        except Exception:  # a reviewer decided at the same moment, or the server is away
+            row = {"status": "expired", "reviewer": "execord:cancel", "comment": comment}
+        self._emit(APPROVAL_DECIDED, {
+            "approval_id": wait.id, "decision": "expired", "reviewer": row.get("reviewer"), "comment": row.get("comment"),
+        }, step_id=wait.step.id, parent_step_id=wait.step.parent_step_id, barrier=True, final_status="running")
+        with self._writer.lock:
+            self._reserve(wait.step, -1)
+        self.end_step(wait.step, blocked=True)
 
     def wait_approval(self: ExecutionHandle, wait: ApprovalWait) -> Any:
         """Block until the approval is decided or expires; then resolve it (sync)."""

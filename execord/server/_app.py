@@ -92,7 +92,7 @@ def create_app(store: Any, settings: ServerSettings | None = None) -> FastAPI:
         hub.listen(store)
         reaper = None
         if settings.reaper:
-            reaper = Reaper(store, interval=settings.reap_interval_s, on_sealed=_sealed(store, hub, metrics))
+            reaper = Reaper(store, interval=settings.reap_interval_s, on_sealed=_sealed(store, hub, metrics, audit))
             reaper.start()
             app.state.reaper = reaper
         try:
@@ -125,9 +125,10 @@ def create_app(store: Any, settings: ServerSettings | None = None) -> FastAPI:
     return app
 
 
-def _sealed(store: Any, hub: Hub, metrics: Metrics) -> Any:
+def _sealed(store: Any, hub: Hub, metrics: Metrics, audit: DecisionAudit) -> Any:
     def on_sealed(execution_id: str) -> None:
         metrics.reaped.inc()
+        audit.submit(execution_id)
         metrics.observe(store.events(execution_id, after_seq=(store.tip(execution_id).seq - 1)))
         hub.wake(execution_id)
 

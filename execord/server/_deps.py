@@ -47,7 +47,7 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         us, _, eid = raw.partition(":")
-        if not eid or len(eid) > 64:
+        if not eid or len(eid) > 64 or not -(2**63) <= int(us) < 2**63:
             raise ValueError(raw)
         return int(us), eid
     except (ValueError, UnicodeDecodeError):

@@ -88,6 +88,7 @@ class PostgresStore(SQLStore):
             self._pool = ConnectionPool(
                 url, min_size=min_size, max_size=max_size, timeout=timeout, open=True,
                 kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))}, name="execord",
+                configure=_custom_plans,
             )
             self._pool.wait(timeout=timeout)
             self._migrate()
@@ -184,6 +185,13 @@ class PostgresStore(SQLStore):
         conn = psycopg.connect(self.url, autocommit=True)
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         return conn
+
+
+def _custom_plans(conn: psycopg.Connection[Any]) -> None:
+    # psycopg prepares a statement after 5 runs, and PostgreSQL may then switch it to a generic
+    # plan that ignores the values: a label filter went from ~30 ms to ~1 s on the 10th run over
+    # 1,000,000 executions (docs/benchmarks.md, listing). Plan with the values every time.
+    conn.execute("SET plan_cache_mode = force_custom_plan")
 
 
 def _redact_url(url: str) -> str:

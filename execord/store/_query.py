@@ -82,7 +82,10 @@ def list_sql(f: ExecutionFilter) -> tuple[str, list[Any]]:
         where.append("id LIKE ? ESCAPE '\\'")
         params.append(f.id_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
     if f.before is not None:
-        where.append("(started_us < ? OR (started_us = ? AND id < ?))")
+        # The same rows as (started_us < ? OR (started_us = ? AND id < ?)), with a plain bound
+        # first: the OR alone gives the index no range, so a page deep in a big store scanned
+        # every newer row (docs/benchmarks.md, listing).
+        where.append("started_us <= ? AND (started_us < ? OR id < ?)")
         params.extend([f.before[0], f.before[0], f.before[1]])
     sql = (
         f"SELECT * FROM executions WHERE {' AND '.join(where)}"
@@ -135,8 +138,10 @@ def parse_when(text: str, *, option: str = "since") -> int:
     """``15m``/``2h``/``7d`` ago, or an ISO 8601 time, as µs since the epoch."""
     m = _REL.match(text)
     if m:
-        delta = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-        when = datetime.now(UTC) - delta
+        try:
+            when = datetime.now(UTC) - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        except OverflowError:
+            raise ConfigError(f"{option} {text!r} reaches before the year 1") from None
     else:
         try:
             when = parse_ts(text)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
+from ...errors import GovernanceFileError
 from ...governance import build_version, load_spec
 from ...record import canonical_json, make_blob
 from .._auth import Principal, require
@@ -68,7 +69,12 @@ def apply(request: Request, body: Apply, p: Annotated[Principal, Depends(require
         path = os.path.join(tmp, body.filename)
         with open(path, "w", encoding="utf-8") as f:
             f.write(body.source)
-        spec = load_spec(path)
+        try:
+            spec = load_spec(path)
+        except GovernanceFileError as exc:
+            # Name the file the caller sent, not this server's temporary path.
+            problems = [(str(w).replace(path, body.filename), m, h) for w, m, h in exc.problems]
+            raise GovernanceFileError.from_problems(problems) from None
     store = store_of(request)
     version, table = build_version(spec)
     store.append([], [make_blob(canonical_json(table.document()), "json")])

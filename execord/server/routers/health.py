@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ... import __version__
@@ -25,7 +25,9 @@ def readyz(request: Request) -> Any:
     try:
         store._read("SELECT 1")
     except ExecordError as exc:
-        return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+        from .._problems import problem
+
+        return problem(503, "not-ready", f"the store does not answer: {exc}")
     return {"status": "ready", "backend": store.backend}
 
 

@@ -8,7 +8,7 @@ import time
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
 from ...errors import ConfigError, EventError, ExecordError, NotFound, PayloadTooLarge
@@ -222,7 +222,7 @@ def start(request: Request, body: StartBody, p: Ingest) -> Any:
 
 class Live(BaseModel):
     lease_s: int = Field(30, ge=1, le=86400)
-    totals: dict[str, int] | None = None
+    totals: dict[str, Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = None
 
 
 class HeartbeatBody(BaseModel):
@@ -264,7 +264,8 @@ def _totals(t: dict[str, int]) -> dict[str, int]:
 
 @router.post("/approvals/{approval_id}/expire", summary="An agent reports its approval's timeout",
              tags=["approvals"])
-def expire(request: Request, approval_id: str, p: Ingest) -> Any:
+def expire(request: Request, approval_id: Annotated[str, Path(min_length=36, max_length=36, pattern="^[0-9a-f-]{36}$")],
+           p: Ingest) -> Any:
     from .approvals import _expire_if_due
 
     store = store_of(request)
