@@ -437,3 +437,45 @@ def test_the_server_evaluates_every_recorded_decision_again_and_flags_a_mismatch
     check = server.admin.get(f"/api/v1/unified/executions/{liar}").json()["live"]["decision_check"]
     assert [(m["recorded"], m["server"], m["rule"]) for m in check["mismatches"]] == [("allow", "deny", "no-nightly")]
     assert 'execord_decision_checks_total{result="mismatch"} 1.0' in server.client(None).get("/metrics").text
+
+
+def test_a_cancel_while_waiting_for_approval_closes_the_approval(server: Any, tmp_path: Path) -> None:
+    import execord
+
+    server.admin.post("/api/v1/governance/apply", json={"source": APPROVAL})
+    ex = _agent(server, tmp_path, heartbeat_s=1)
+    ran: list[int] = []
+
+    @ex.tool
+    def issue_refund(amount: int) -> str:
+        ran.append(amount)
+        return "ok"
+
+    operator = server.client(server.key("operate", "approve", name="oncall"))
+    import threading
+
+    def cancel_when_waiting() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            pending = operator.get("/api/v1/approvals").json()["items"]
+            if pending:
+                operator.post(f"/api/v1/unified/executions/{pending[0]['execution_id']}/cancel",
+                              json={"reason": "customer withdrew"})
+                return
+            time.sleep(0.1)
+
+    t = threading.Thread(target=cancel_when_waiting)
+    t.start()
+    with pytest.raises(execord.Cancelled):
+        with ex.execution("refund") as h:
+            issue_refund(80)
+    t.join()
+    ex.flush(10)
+    assert ran == []
+    approval = server.admin.get("/api/v1/approvals", params={"status": "any"}).json()["items"][0]
+    assert approval["status"] == "expired" and approval["reviewer"] == "execord:cancel"
+    late = operator.post(f"/api/v1/approvals/{approval['id']}/approve", json={})
+    assert "already decided" in _problem(late, 409)["detail"]
+    s = server.admin.get(f"/api/v1/executions/{h.id}").json()["execution"]
+    assert s["status"] == "cancelled" and s["cancel"]["reason"] == "customer withdrew"
+    ex.close()

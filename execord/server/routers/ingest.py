@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
-from ...errors import ConfigError, EventError, ExecordError, NotFound, PayloadTooLarge
+from ...errors import ApprovalError, ConfigError, EventError, ExecordError, NotFound, PayloadTooLarge
 from ...record import Blob, Event, make_blob, now_us, parse_event, validate_attrs
 from ...runtime._governed import (
     Governed,
@@ -266,8 +266,17 @@ def _totals(t: dict[str, int]) -> dict[str, int]:
              tags=["approvals"])
 def expire(request: Request, approval_id: Annotated[str, Path(min_length=36, max_length=36, pattern="^[0-9a-f-]{36}$")],
            p: Ingest) -> Any:
+    """Past its expiry, or once its execution was cancelled (the action will never run), the
+    approval is closed as ``expired``; otherwise nothing changes."""
     from .approvals import _expire_if_due
 
     store = store_of(request)
     row = store.get_approval(approval_id, project=p.project)
+    cancel = store.get_cancel(row["execution_id"]) if row["status"] == "pending" else None
+    if cancel is not None:
+        try:
+            return store.decide_approval(approval_id, "expired", reviewer="execord:cancel",
+                                         comment=f"the execution was cancelled by {cancel['by']}")
+        except ApprovalError:
+            return store.get_approval(approval_id)
     return _expire_if_due(store, row)
