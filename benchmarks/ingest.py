@@ -64,19 +64,39 @@ def worker(args: argparse.Namespace) -> None:
 
     execord.init(agent="ingest-bench")
     post_latency: list[float] = []
-    try:  # time each POST /ingest of the shipper thread (client side, HTTP included)
+    admit_latency: list[float] = []
+    syncs = [0, 0.0]  # fdatasync calls of this process (the spool's, one per step) and their time
+    fdatasync = os.fdatasync
+
+    def timed_fdatasync(fd: int) -> None:
+        t0 = time.perf_counter()
+        if not args.no_spool_fsync:
+            fdatasync(fd)
+        syncs[0] += 1
+        syncs[1] += time.perf_counter() - t0
+
+    os.fdatasync = timed_fdatasync  # the spool calls os.fdatasync(fd) after each append
+
+    def timed(cls: Any, name: str, into: list[float]) -> None:
+        inner = getattr(cls, name, None)
+        if inner is None:
+            return
+
+        def wrapper(self: Any, *a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return inner(self, *a, **kw)
+            finally:
+                into.append(time.perf_counter() - t0)
+
+        setattr(cls, name, wrapper)
+
+    try:  # each POST /ingest of the shipper thread, each admission call (client side, HTTP included)
         from execord.runtime import _remote
 
-        shipped = _remote.RemoteStore._ship
-
-        def timed_ship(self: Any, records: Any) -> bool:
-            t0 = time.perf_counter()
-            ok = shipped(self, records)
-            post_latency.append(time.perf_counter() - t0)
-            return bool(ok)
-
-        _remote.RemoteStore._ship = timed_ship  # type: ignore[method-assign]
-    except (ImportError, AttributeError):
+        timed(_remote.RemoteStore, "_ship", post_latency)
+        timed(_remote.RemoteStore, "admit", admit_latency)
+    except ImportError:
         pass
 
     @execord.tool
@@ -88,6 +108,8 @@ def worker(args: argparse.Namespace) -> None:
     if not execord.flush(timeout=60):
         raise SystemExit("the warm-up did not reach the server")
     post_latency.clear()
+    admit_latency.clear()
+    syncs[:] = [0, 0.0]
     print("ready", flush=True)
     sys.stdin.readline()  # "go"
 
@@ -109,7 +131,8 @@ def worker(args: argparse.Namespace) -> None:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
         "events": done * per_workflow, "recorded_s": recorded, "flushed": flushed, "flushed_at": flushed_at,
-        "cpu_s": ru.ru_utime + ru.ru_stime - cpu0, "post_latency": post_latency,
+        "cpu_s": ru.ru_utime + ru.ru_stime - cpu0, "post_latency": post_latency, "admit_latency": admit_latency,
+        "syncs": syncs[0], "sync_s": syncs[1],
     }), flush=True)
 
 
@@ -153,6 +176,18 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
     return lower
 
 
+def machine_busy_s() -> float:
+    """CPU seconds every process of this machine has used (all cores; idle and iowait excluded)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return math.nan
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
+
+
 def count_events(target: str) -> int:
     if target.startswith("postgresql://"):
         import psycopg
@@ -185,7 +220,8 @@ def run_backend(backend: str, args: argparse.Namespace, scratch: Path) -> dict[s
             key = r.json()["key"]
             env = srv.sdk_env(server.url, key, scratch / f"spool-{backend}")
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--seconds", str(args.seconds),
-                   "--events", str(args.events or 0), "--procs", str(args.procs), "--steps", str(args.steps)]
+                   "--events", str(args.events or 0), "--procs", str(args.procs), "--steps", str(args.steps),
+                   *(["--no-spool-fsync"] if args.no_spool_fsync else [])]
             procs = [subprocess.Popen(cmd, env=env, cwd=scratch, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       text=True) for _ in range(args.procs)]
             for p in procs:
@@ -194,6 +230,7 @@ def run_backend(backend: str, args: argparse.Namespace, scratch: Path) -> dict[s
             before = count_events(target)
             hist0 = histogram(admin.get("/metrics").text, "execord_ingest_latency_seconds")
             cpu0 = proc_cpu_s(server.proc.pid)  # type: ignore[union-attr]
+            machine0 = machine_busy_s()
             t0 = time.time()
             for p in procs:
                 assert p.stdin is not None
@@ -206,22 +243,31 @@ def run_backend(backend: str, args: argparse.Namespace, scratch: Path) -> dict[s
                     raise SystemExit(f"an agent process exited {p.returncode}")
                 reports.append(json.loads(out.strip().splitlines()[-1]))
             server_cpu = proc_cpu_s(server.proc.pid) - cpu0  # type: ignore[union-attr]
+            machine = machine_busy_s() - machine0
             hist1 = histogram(admin.get("/metrics").text, "execord_ingest_latency_seconds")
         wall = max(r["flushed_at"] for r in reports) - t0
         durable = count_events(target) - before
         produced = sum(r["events"] for r in reports)
         run_hist = {b: hist1[b] - hist0.get(b, 0.0) for b in hist1}
         posts = sorted(x for r in reports for x in r["post_latency"])
+        admits = sorted(x for r in reports for x in r["admit_latency"])
+        sdk_cpu = sum(r["cpu_s"] for r in reports)
+        ours = server_cpu + sdk_cpu
         return {
             "backend": backend, "produced": produced, "durable": durable, "wall": wall,
             "rate": durable / wall, "all_flushed": all(r["flushed"] for r in reports),
             "server_p99": histogram_quantile(0.99, run_hist), "server_p50": histogram_quantile(0.5, run_hist),
             "batches": int(run_hist.get(math.inf, 0)),
-            "client_p50": posts[len(posts) // 2] if posts else math.nan,
-            "client_p99": posts[min(len(posts) - 1, int(len(posts) * 0.99))] if posts else math.nan,
+            "client_p50": pct(posts, 0.5), "client_p99": pct(posts, 0.99),
+            "admit_p50": pct(admits, 0.5), "admit_p99": pct(admits, 0.99),
             "server_cpu_us": server_cpu / max(durable, 1) * 1e6,
-            "sdk_cpu_us": sum(r["cpu_s"] for r in reports) / max(produced, 1) * 1e6,
-            "busy_cores": (server_cpu + sum(r["cpu_s"] for r in reports)) / wall,
+            "sdk_cpu_us": sdk_cpu / max(produced, 1) * 1e6,
+            "busy_cores": ours / wall,
+            # CPU the rest of the machine used meanwhile (it shares these 2 cores with us)
+            "others_cores": max(0.0, machine - ours) / wall,
+            "sync_ms": sum(r["sync_s"] for r in reports) / max(sum(r["syncs"] for r in reports), 1) * 1e3,
+            "sync_share": sum(r["sync_s"] for r in reports) / max(sum(r["recorded_s"] for r in reports), 1e-9),
+            "steps_per_s": sum(r["syncs"] for r in reports) / wall,
         }
     finally:
         for p in procs:
@@ -310,6 +356,9 @@ def main() -> None:
     ap.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     ap.add_argument("--pg", default=PG_ADMIN, help="a PostgreSQL URL where a scratch database may be created")
     ap.add_argument("--ceiling-rows", type=int, default=200_000)
+    ap.add_argument("--no-spool-fsync", action="store_true",
+                    help="what-if: the spool written without fdatasync (survives a process crash, not a power loss); "
+                         "not what execord does")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.events == 0:
@@ -329,27 +378,38 @@ def main() -> None:
 
     load = f"{args.events:,} events in all" if args.events else f"{args.seconds:g} s each"
     print(f"ingest: {args.procs} SDK processes -> 1 `execord serve`, workflows of {args.steps} @execord.tool no-op "
-          f"steps, {load}; {os.cpu_count()} cores, python {sys.version.split()[0]}")
+          f"steps, {load}; {os.cpu_count()} cores, python {sys.version.split()[0]}"
+          + ("\n  WHAT-IF --no-spool-fsync: the spool is written without fdatasync (not a shipping configuration)"
+             if args.no_spool_fsync else ""))
     targets = {"sqlite": 20_000, "postgres": 10_000}
-    head = (f"  {'backend':<9}{'durable events':>15}{'wall s':>8}{'events/s':>10}{'target':>9}  {'met?':<8}"
-            f"{'server p50/p99 ms':>18}{'POST p50/p99 ms':>17}{'batches':>9}{'server µs/ev':>13}{'SDK µs/ev':>10}"
-            f"{'busy cores':>11}")
-    print(head)
+    print(f"  {'backend':<9}{'durable events':>15}{'wall s':>8}{'events/s':>10}{'target':>9}  {'met?':<9}"
+          f"{'server ingest p50 / p99 ms':>27}{'POST p50 / p99 ms':>20}")
     for r in results:
         target = targets[r["backend"]]
         met = "met" if r["rate"] >= target else "NOT met"
+        print(f"  {r['backend']:<9}{r['durable']:>15,}{r['wall']:>8.2f}{r['rate']:>10,.0f}{target:>9,}  {met:<9}"
+              f"{r['server_p50'] * 1e3:>16.1f} / {r['server_p99'] * 1e3:<8.1f}"
+              f"{r['client_p50'] * 1e3:>10.1f} / {r['client_p99'] * 1e3:<8.1f}")
         if r["durable"] != r["produced"] or not r["all_flushed"]:
-            met += f" (stored {r['durable']:,} of {r['produced']:,} recorded)"
-        print(f"  {r['backend']:<9}{r['durable']:>15,}{r['wall']:>8.2f}{r['rate']:>10,.0f}{target:>9,}  {met:<8}"
-              f"{r['server_p50'] * 1e3:>8.1f} / {r['server_p99'] * 1e3:<7.1f}"
-              f"{r['client_p50'] * 1e3:>7.1f} / {r['client_p99'] * 1e3:<7.1f}{r['batches']:>9,}"
-              f"{r['server_cpu_us']:>13.0f}{r['sdk_cpu_us']:>10.0f}{r['busy_cores']:>11.2f}")
-    print("  (server p50/p99: execord_ingest_latency_seconds at /metrics, interpolated within its buckets; "
-          "POST: each POST /ingest timed in the SDK's shipper thread)")
+            print(f"    !! stored {r['durable']:,} of the {r['produced']:,} events recorded "
+                  f"(every flush returned: {r['all_flushed']})")
+    print("  server ingest: execord_ingest_latency_seconds at /metrics (parse, checks, store.append), interpolated "
+          "within its buckets; POST: each POST /ingest timed in the SDK's shipper thread")
+    print("where the time goes:")
+    print(f"  {'backend':<9}{'batches':>8}{'events/batch':>13}{'admission p50 / p99 ms':>24}"
+          f"{'spool fdatasync ms':>19}{'share of recording':>19}{'server CPU µs/ev':>17}{'SDK CPU µs/ev':>14}"
+          f"{'cores: ours / others':>22}")
+    for r in results:
+        print(f"  {r['backend']:<9}{r['batches']:>8,}{r['durable'] / max(r['batches'], 1):>13,.0f}"
+              f"{r['admit_p50'] * 1e3:>13.1f} / {r['admit_p99'] * 1e3:<8.1f}"
+              f"{r['sync_ms']:>19.2f}{r['sync_share']:>18.0%} {r['server_cpu_us']:>17.0f}{r['sdk_cpu_us']:>14.0f}"
+              f"{r['busy_cores']:>13.2f} / {r['others_cores']:.2f}")
+    print("  (admission: POST /executions/start, once per workflow; spool fdatasync: one per step, before the tool "
+          "runs; cores: CPU used by the server and the SDK processes / by every other process of the machine)")
     print(f"ceiling, raw sqlite3 executemany into an events-like WAL table (synchronous=NORMAL), commit per batch: "
           + ", ".join(f"{rate:,.0f} rows/s in batches of {b:,}" for b, rate in ceilings.items()))
     print(f"ceiling, write + fdatasync of a 400-byte record from {args.procs} processes at once "
-          f"(one per SDK step before it runs): {syncs:,.0f}/s = {2 * syncs:,.0f} events/s at 2 events per step")
+          f"(what each SDK step pays before it runs): {syncs:,.0f}/s = {2 * syncs:,.0f} events/s at 2 events per step")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,14 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
-from ...errors import ApprovalError, ConfigError, EventError, ExecordError, NotFound, PayloadTooLarge
+from ...errors import (
+    ApprovalError,
+    ConfigError,
+    EventError,
+    ExecordError,
+    NotFound,
+    PayloadTooLarge,
+)
 from ...record import Blob, Event, make_blob, now_us, parse_event, validate_attrs
 from ...runtime._governed import (
     Governed,
