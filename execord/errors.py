@@ -16,6 +16,7 @@
     │   ├── CorruptStore           not an Execord database, or damaged
     │   ├── SchemaTooNew           written by a newer Execord
     │   ├── NotFound               no execution (or blob) with that id
+    │   ├── InvalidInput           a value the database cannot hold (a NUL byte in text)
     │   └── AmbiguousId            an id prefix that matches more than one execution
     ├── Cancelled                  an operator cancelled the execution; the action did not run
     ├── GovernanceError            governance said no, or cannot be read
@@ -109,6 +110,13 @@ class SchemaTooNew(StoreError):
         )
         self.found = found
         self.supported = supported
+
+
+class InvalidInput(StoreError):
+    """A value the database cannot hold, such as a NUL byte in text (PostgreSQL refuses it)."""
+
+    status = 400
+    type = "invalid-input"
 
 
 class NotFound(StoreError):
@@ -342,6 +350,7 @@ __all__ = [
     "Halted",
     "IllegalTransition",
     "InvalidEvent",
+    "InvalidInput",
     "NotFound",
     "PayloadTooLarge",
     "RecordError",

@@ -49,7 +49,7 @@ PUBLIC_API = {
     "execord.errors": [
         "AmbiguousId", "ApiError", "ApprovalError", "Cancelled", "ChainError", "ConfigError", "Conflict",
         "CorruptStore", "EventError", "ExecordError", "ExecutionSealed", "Forbidden", "GovernanceError",
-        "GovernanceFileError", "Halted", "IllegalTransition", "InvalidEvent", "NotFound", "PayloadTooLarge",
+        "GovernanceFileError", "Halted", "IllegalTransition", "InvalidEvent", "InvalidInput", "NotFound", "PayloadTooLarge",
         "RecordError", "RootMismatch", "SchemaTooNew", "SeqConflict", "ServerUnavailable", "StoreError",
         "StoreUnavailable", "Unauthorized", "VerificationError",
     ],

@@ -58,9 +58,9 @@ class Chain:
         self.events.append(e)
         return e
 
-    def start(self) -> Any:
+    def start(self, agent: str = "hand") -> Any:
         return self.next("execution.started", {
-            "agent": {"name": "hand", "version": None, "roles": []}, "workflow": {"name": "w", "version": None},
+            "agent": {"name": agent, "version": None, "roles": []}, "workflow": {"name": "w", "version": None},
             "execution_type": "workflow", "parent_execution_id": None, "labels": {}, "inputs": None,
             "governance_version": None, "sdk": {}, "host": {"hostname": "h", "pid": 1}, "lease_s": 30})
 
@@ -479,3 +479,20 @@ def test_a_cancel_while_waiting_for_approval_closes_the_approval(server: Any, tm
     s = server.admin.get(f"/api/v1/executions/{h.id}").json()["execution"]
     assert s["status"] == "cancelled" and s["cancel"]["reason"] == "customer withdrew"
     ex.close()
+
+
+def test_a_value_the_database_cannot_hold_is_refused_for_its_execution_only(server: Any, backend: str) -> None:
+    c = server.client(server.key("ingest"))
+    good, odd = Chain(), Chain()
+    good.start()
+    odd.start(agent="a\x00b")
+    answer = c.post("/api/v1/ingest", json=_batch(good.events[0], odd.events[0])).json()
+    assert server.admin.get(f"/api/v1/executions/{good.id}").status_code == 200
+    if backend == "postgres":  # PostgreSQL text cannot hold NUL: a 4xx for that execution, never a 5xx
+        assert [(r["execution_id"], r["type"], r["status"]) for r in answer["rejected"]] == [
+            (odd.id, "invalid-input", 400)]
+    else:
+        assert answer["rejected"] == [] and answer["stored"] == 2
+    r = server.admin.get("/api/v1/executions", params={"workflow": "w\x00"})
+    assert r.status_code < 500
+    assert "ApiKey" in server.client(None).get("/openapi.json").json()["components"]["securitySchemes"]

@@ -10,9 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..errors import Forbidden, Unauthorized
 from ..store._keys import key_digest
@@ -89,10 +90,16 @@ def authenticate(request: Request) -> Principal:
     return principal
 
 
+# Declared so that the OpenAPI document (and the Authorize button of /docs) knows the scheme;
+# the header itself is read by `authenticate`, which gives our own 401s.
+BEARER = HTTPBearer(auto_error=False, scheme_name="ApiKey",
+                    description="An Execord API key: `Authorization: Bearer ek_…` (execord keys create).")
+
+
 def require(*scopes: str) -> Any:
     """A FastAPI dependency: the caller, who must hold one of ``scopes``."""
 
-    def dependency(request: Request) -> Principal:
+    def dependency(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> Principal:
         p = authenticate(request)
         if not p.has(*scopes):
             raise Forbidden(

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from ..errors import SchemaTooNew, StoreError, StoreUnavailable
+from ..errors import InvalidInput, SchemaTooNew, StoreError, StoreUnavailable
 from ._projection import Tip
 from ._schema_pg import PG_MIGRATIONS
 from ._sql import SQLStore, iter_rows
@@ -56,6 +56,9 @@ class _Conn:
 
 
 def _map_pg(exc: BaseException, where: str) -> StoreError | None:
+    if isinstance(exc, psycopg.DataError) or (isinstance(exc, ValueError) and "NUL" in str(exc)):
+        return InvalidInput(f"PostgreSQL cannot store this value: {str(exc).strip()} "
+                            "(text may not contain NUL bytes)")
     if isinstance(exc, psycopg.OperationalError | psycopg.errors.AdminShutdown):
         return StoreUnavailable(f"PostgreSQL at {where} cannot be reached or used: {str(exc).strip()}")
     if isinstance(exc, psycopg.Error):

@@ -16,6 +16,7 @@ from ...errors import (
     ConfigError,
     EventError,
     ExecordError,
+    InvalidInput,
     NotFound,
     PayloadTooLarge,
 )
@@ -139,7 +140,7 @@ def _ingest(request: Request, p: Principal, raw: bytes) -> Any:
     rejected: list[dict[str, Any]] = []
     try:
         fresh = store.append(events, blobs, project=p.project)
-    except (EventError, NotFound):
+    except (EventError, NotFound, InvalidInput):
         # Store what is valid: one transaction per execution, each judged on its own.
         fresh = []
         store.append([], blobs)
@@ -149,7 +150,7 @@ def _ingest(request: Request, p: Principal, raw: bytes) -> Any:
         for group in groups.values():
             try:
                 fresh.extend(store.append(group, project=p.project))
-            except (EventError, NotFound) as exc:
+            except (EventError, NotFound, InvalidInput) as exc:
                 rejected.append(_rejection(exc, group))
                 state.metrics.ingest_rejected.labels(exc.type).inc(len(group))
     state.metrics.ingest_latency.observe(time.perf_counter() - t0)
