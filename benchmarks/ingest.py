@@ -406,7 +406,7 @@ def main() -> None:
               f"{r['busy_cores']:>13.2f} / {r['others_cores']:.2f}")
     print("  (admission: POST /executions/start, once per workflow; spool fdatasync: one per step, before the tool "
           "runs; cores: CPU used by the server and the SDK processes / by every other process of the machine)")
-    print(f"ceiling, raw sqlite3 executemany into an events-like WAL table (synchronous=NORMAL), commit per batch: "
+    print("ceiling, raw sqlite3 executemany into an events-like WAL table (synchronous=NORMAL), commit per batch: "
           + ", ".join(f"{rate:,.0f} rows/s in batches of {b:,}" for b, rate in ceilings.items()))
     print(f"ceiling, write + fdatasync of a 400-byte record from {args.procs} processes at once "
           f"(what each SDK step pays before it runs): {syncs:,.0f}/s = {2 * syncs:,.0f} events/s at 2 events per step")

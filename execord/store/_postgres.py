@@ -192,8 +192,8 @@ class PostgresStore(SQLStore):
 
 def _custom_plans(conn: psycopg.Connection[Any]) -> None:
     # psycopg prepares a statement after 5 runs, and PostgreSQL may then switch it to a generic
-    # plan that ignores the values: a label filter went from ~30 ms to ~1 s on the 10th run over
-    # 1,000,000 executions (docs/benchmarks.md, listing). Plan with the values every time.
+    # plan that ignores the values: over 1,000,000 executions a label filter went from ~30 ms to
+    # ~1 s from its 11th run on (docs/benchmarks.md, listing). Plan with the values every time.
     conn.execute("SET plan_cache_mode = force_custom_plan")
 
 
