@@ -70,12 +70,11 @@ def worker(args: argparse.Namespace) -> None:
 
     def timed_fdatasync(fd: int) -> None:
         t0 = time.perf_counter()
-        if not args.no_spool_fsync:
-            fdatasync(fd)
+        fdatasync(fd)
         syncs[0] += 1
         syncs[1] += time.perf_counter() - t0
 
-    os.fdatasync = timed_fdatasync  # the spool calls os.fdatasync(fd) after each append
+    os.fdatasync = timed_fdatasync  # the spool's fdatasync calls (one per step with --spool-fsync always)
 
     def timed(cls: Any, name: str, into: list[float]) -> None:
         inner = getattr(cls, name, None)
@@ -218,10 +217,10 @@ def run_backend(backend: str, args: argparse.Namespace, scratch: Path) -> dict[s
             r = admin.post("/api/v1/keys", json={"project": "default", "scopes": ["ingest"], "name": "ingest-bench"})
             r.raise_for_status()
             key = r.json()["key"]
-            env = srv.sdk_env(server.url, key, scratch / f"spool-{backend}")
+            env = srv.sdk_env(server.url, key, scratch / f"spool-{backend}", EXECORD_SPOOL_FSYNC=args.spool_fsync)
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--seconds", str(args.seconds),
                    "--events", str(args.events or 0), "--procs", str(args.procs), "--steps", str(args.steps),
-                   *(["--no-spool-fsync"] if args.no_spool_fsync else [])]
+                   "--spool-fsync", args.spool_fsync]
             procs = [subprocess.Popen(cmd, env=env, cwd=scratch, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       text=True) for _ in range(args.procs)]
             for p in procs:
@@ -356,9 +355,9 @@ def main() -> None:
     ap.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     ap.add_argument("--pg", default=PG_ADMIN, help="a PostgreSQL URL where a scratch database may be created")
     ap.add_argument("--ceiling-rows", type=int, default=200_000)
-    ap.add_argument("--no-spool-fsync", action="store_true",
-                    help="what-if: the spool written without fdatasync (survives a process crash, not a power loss); "
-                         "not what execord does")
+    ap.add_argument("--spool-fsync", choices=("always", "interval"), default="always",
+                    help="EXECORD_SPOOL_FSYNC of the agents: always (the default: fdatasync before each governed "
+                         "action) or interval (written before it, fdatasync every flush interval)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.events == 0:
@@ -379,8 +378,7 @@ def main() -> None:
     load = f"{args.events:,} events in all" if args.events else f"{args.seconds:g} s each"
     print(f"ingest: {args.procs} SDK processes -> 1 `execord serve`, workflows of {args.steps} @execord.tool no-op "
           f"steps, {load}; {os.cpu_count()} cores, python {sys.version.split()[0]}"
-          + ("\n  WHAT-IF --no-spool-fsync: the spool is written without fdatasync (not a shipping configuration)"
-             if args.no_spool_fsync else ""))
+          + f"; EXECORD_SPOOL_FSYNC={args.spool_fsync}")
     targets = {"sqlite": 20_000, "postgres": 10_000}
     print(f"  {'backend':<9}{'durable events':>15}{'wall s':>8}{'events/s':>10}{'target':>9}  {'met?':<9}"
           f"{'server ingest p50 / p99 ms':>27}{'POST p50 / p99 ms':>20}")

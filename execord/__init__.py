@@ -57,6 +57,7 @@ def init(
     api_key: str | None = None,
     spool_dir: str | None = None,
     spool_max_bytes: int | None = None,
+    spool_fsync: str | None = None,
     heartbeat_s: int | None = None,
     flush_at_exit_s: int | None = None,
 ) -> Execord:
@@ -83,6 +84,8 @@ def init(
         api_key: server mode: the API key (``EXECORD_API_KEY``).
         spool_dir: server mode: where events wait to be shipped (``EXECORD_SPOOL_DIR``).
         spool_max_bytes: server mode: the spool's bound.
+        spool_fsync: server mode: ``"always"`` (fsync before each governed action) or
+            ``"interval"`` (fsync every ``flush_interval_ms``).
         heartbeat_s: seconds between heartbeats (how soon a cancel arrives).
         flush_at_exit_s: server mode: how long to wait at exit for the spool to ship.
 
@@ -100,7 +103,7 @@ def init(
         on_record_error=on_record_error, durability=durability,
         flush_interval_ms=flush_interval_ms, lease_s=lease_s, busy_timeout_ms=busy_timeout_ms,
         capture=capture, max_value_bytes=max_value_bytes, governance=governance, url=url, api_key=api_key,
-        spool_dir=spool_dir, spool_max_bytes=spool_max_bytes, heartbeat_s=heartbeat_s,
+        spool_dir=spool_dir, spool_max_bytes=spool_max_bytes, spool_fsync=spool_fsync, heartbeat_s=heartbeat_s,
         flush_at_exit_s=flush_at_exit_s,
     )
     _eng.set_default(engine)

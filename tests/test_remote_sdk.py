@@ -200,3 +200,26 @@ def test_embedded_cancel_reaches_the_execution_through_its_heartbeat(db_path: st
                 tick()
     s = ex.store.get_execution(h.id)
     assert s["status"] == "cancelled" and s["cancel"] == {"by": "ops", "reason": "stuck"}
+
+
+@pytest.mark.parametrize(("mode", "per_step"), [("always", True), ("interval", False)])
+def test_the_spool_fsyncs_each_request_event_or_each_interval(db_path: str, tmp_path: Path, mode: str,
+                                                              per_step: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    syncs = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real(fd)))
+    with live_server(db_path) as live:
+        ex = _agent(live.url, tmp_path / "spool", spool_fsync=mode, flush_interval_ms=200)
+        eid = _job(ex, 50)
+        assert ex.flush(10)
+        assert live.store.get_execution(eid)["totals"]["steps"] == 50
+        ex.close()
+    if per_step:
+        assert len(syncs) >= 52  # execution.started, 50 × step.started, execution.ended
+    else:
+        assert 0 < len(syncs) < 20
+
+
+def test_an_unknown_spool_fsync_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="spool_fsync must be 'always' or 'interval'"):
+        Execord(url="http://127.0.0.1:1", api_key="k", spool_fsync="sometimes")

@@ -42,6 +42,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("api_key", "EXECORD_API_KEY", str, None, "Server mode: the API key (ingest scope) this agent records with."),
     Setting("spool_dir", "EXECORD_SPOOL_DIR", str, None, "Server mode: where events are spooled before they are shipped (default ~/.execord/spool/<server+key digest>)."),
     Setting("spool_max_bytes", "EXECORD_SPOOL_MAX_BYTES", int, 256 * 1024 * 1024, "Server mode: the most unshipped bytes the spool holds; past it, governed actions stop with RecordError."),
+    Setting("spool_fsync", "EXECORD_SPOOL_FSYNC", str, "always", "Server mode: always: each request event is fsynced to the spool before the action runs (survives a power loss). interval: written before the action (survives a crash of the process, like the embedded store) and fsynced every flush_interval_ms."),
     Setting("heartbeat_s", "EXECORD_HEARTBEAT_S", int, 2, "Seconds between heartbeats (at most a third of lease_s): how soon a cancel reaches the agent."),
     Setting("flush_at_exit_s", "EXECORD_FLUSH_AT_EXIT_S", int, 5, "Server mode: how long the process waits at exit for the spool to reach the server."),
 )
@@ -94,6 +95,8 @@ def _validate(v: dict[str, Any]) -> None:
         raise ConfigError(f"on_record_error must be 'halt' or 'continue', not {v['on_record_error']!r}")
     if v["durability"] not in ("batched", "strict"):
         raise ConfigError(f"durability must be 'batched' or 'strict', not {v['durability']!r}")
+    if v["spool_fsync"] not in ("always", "interval"):
+        raise ConfigError(f"spool_fsync must be 'always' or 'interval', not {v['spool_fsync']!r}")
     if v["url"] == "":
         v["url"] = None  # explicitly local (url=""), whatever EXECORD_URL says
     if v["url"] and not v["api_key"]:

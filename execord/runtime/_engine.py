@@ -64,7 +64,8 @@ class Execord:
 
             # Server mode: the server's reaper seals the executions of dead processes.
             remote = RemoteStore(s["url"], s["api_key"], spool_dir=s["spool_dir"] or default_spool_dir(s["url"], s["api_key"]),
-                                 spool_max_bytes=s["spool_max_bytes"], lease_s=s["lease_s"])
+                                 spool_max_bytes=s["spool_max_bytes"], lease_s=s["lease_s"],
+                                 spool_fsync=s["spool_fsync"], sync_interval_s=s["flush_interval_ms"] / 1000)
             self._governor.register(remote)
             return remote
         store = open_store(self.db_path, busy_timeout_ms=s["busy_timeout_ms"])

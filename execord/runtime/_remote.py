@@ -114,10 +114,13 @@ class RemoteStore:
     path = None
 
     def __init__(self, url: str, api_key: str | None, *, spool_dir: str | os.PathLike[str] | None = None,
-                 spool_max_bytes: int = 256 * 1024 * 1024, lease_s: int = 30):
+                 spool_max_bytes: int = 256 * 1024 * 1024, lease_s: int = 30, spool_fsync: str = "always",
+                 sync_interval_s: float = 0.1):
         self.api = ApiClient(url, api_key)
         self.url = self.target = self.api.url
         self.lease_s = lease_s
+        self.fsync_always = spool_fsync == "always"
+        self.sync_interval_s = sync_interval_s
         self.spool: Spool | None = None
         self._spool_dir = Path(spool_dir) if spool_dir is not None else None
         self._spool_max = spool_max_bytes
@@ -149,7 +152,7 @@ class RemoteStore:
         bl = b",".join(orjson.dumps({"digest": b.digest, "type": b.type, "data": (b.data or b"").decode()})
                        for b in blobs)
         try:
-            self._open_spool().append(ev + b"\n" + bl)
+            self._open_spool().append(ev + b"\n" + bl, sync=self.fsync_always)
         except SpoolFull as exc:
             raise StoreUnavailable(str(exc)) from exc
         except OSError as exc:
@@ -162,8 +165,10 @@ class RemoteStore:
         spool = self.spool
         assert spool is not None
         while not self._stop.is_set():
+            if not self.fsync_always:
+                spool.sync()  # interval durability: at most one interval of appends unsynced
             if spool.pending() == 0:
-                spool.changed.wait(0.5)
+                spool.changed.wait(self.sync_interval_s if not self.fsync_always else 0.5)
                 spool.changed.clear()
                 continue
             records = list(spool.records(_MAX_BATCH_BYTES))

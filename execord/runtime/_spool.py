@@ -93,10 +93,20 @@ class Spool:
         self.size = os.fstat(self._fd).st_size
         self.shipped = min(read_ack(self.path), self.size)
         self._warned = False
+        self._unsynced = False
         self.changed = threading.Event()
 
-    def append(self, payload: bytes) -> None:
-        """Append one record and fsync it: when this returns, it survives a crash."""
+    def sync(self) -> None:
+        """fdatasync what was appended without it (``spool_fsync="interval"``)."""
+        with self.lock:
+            if self._unsynced:
+                os.fdatasync(self._fd)
+                self._unsynced = False
+
+    def append(self, payload: bytes, *, sync: bool = True) -> None:
+        """Append one record; with ``sync`` (the default) fdatasync it first, so that when
+        this returns it survives a crash of the machine. Without, it survives a crash of the
+        process (the bytes are in the kernel) and `sync` makes it durable later."""
         record = _HEAD.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
         with self.lock:
             if self.size + len(record) - self.shipped > self.max_bytes:
@@ -105,7 +115,10 @@ class Spool:
                     f"{self.max_bytes} (EXECORD_SPOOL_MAX_BYTES): the server has been unreachable too long"
                 )
             os.write(self._fd, record)
-            os.fdatasync(self._fd)
+            if sync:
+                os.fdatasync(self._fd)
+            else:
+                self._unsynced = True
             self.size += len(record)
             pending = self.size - self.shipped
         if not self._warned and pending > WARN_FRACTION * self.max_bytes:

@@ -31,7 +31,15 @@ class DecisionAudit:
         self._thread = threading.Thread(target=self._loop, name="execord-audit", daemon=True)
         self._thread.start()
 
-    def submit(self, execution_id: str) -> None:
+    def submit(self, execution_id: str, governed: bool | None = None) -> None:
+        """Check an execution that was just sealed (``governed``: it is known to hold
+        decisions; None: not known, so its summary is read first)."""
+        if governed is False:
+            try:
+                if not self.store.get_execution(execution_id)["governance_version"]:
+                    return  # nothing to check: no version pinned, so no decision recorded
+            except Exception:
+                return
         try:
             self._queue.put_nowait(execution_id)
         except queue.Full:

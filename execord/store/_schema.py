@@ -252,4 +252,21 @@ BEGIN SELECT RAISE(ABORT, 'execord: a decision check is kept as made (UPDATE ref
     )
 )
 
+MIGRATIONS.append(
+    (
+        5,
+        """
+-- Lists are ordered by (started_us, id) DESC: with id in the filtered indexes too, SQLite
+-- walks the index of a rare status, workflow or agent instead of the whole time index
+-- (docs/benchmarks.md, listing). PostgreSQL's indexes had it from the start.
+DROP INDEX executions_by_status;
+DROP INDEX executions_by_workflow;
+DROP INDEX executions_by_agent;
+CREATE INDEX executions_by_status ON executions (project, status, started_us DESC, id DESC);
+CREATE INDEX executions_by_workflow ON executions (project, workflow, started_us DESC, id DESC);
+CREATE INDEX executions_by_agent ON executions (project, agent, started_us DESC, id DESC);
+""",
+    )
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]

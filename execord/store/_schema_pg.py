@@ -206,7 +206,8 @@ CREATE TABLE decision_checks (
 );
 """ + _refuse("decision_checks", "UPDATE OR DELETE", "a decision check is kept as made")
 
-PG_MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3), (4, V4)]
+# Version 5 changed only SQLite's list indexes; PostgreSQL's had the same shape from version 1.
+PG_MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, "SELECT 1")]
 
 #: What a least-privilege application role needs (``execord serve`` as that role, after an
 #: owner ran the migrations): read everything; insert facts; update only the projections

@@ -439,6 +439,17 @@ class SQLStore(GovernanceTables, KeyTables):
             params.append(limit)
         return [parse_event(bytes(body), bytes(h)) for body, h in self._read(sql, params)]
 
+    def event_rows(self, execution_id: str, *, after_seq: int = -1,
+                   limit: int | None = None) -> list[tuple[int, str, bytes, bytes]]:
+        """(seq, ts, hash, body) of stored events after a seq, unparsed: for answers that
+        pass the stored bytes on as they are."""
+        sql = "SELECT seq, ts, hash, body FROM events WHERE execution_id = ? AND seq > ? ORDER BY seq"
+        params: list[Any] = [execution_id, after_seq]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [(seq, ts, bytes(h), bytes(b)) for seq, ts, h, b in self._read(sql, params)]
+
     def get_blob(self, digest: str) -> Blob | None:
         """A stored blob by ``sha256:<hex>`` digest (``data`` None if erased), or None."""
         rows = self._read("SELECT digest, size, type, data FROM blobs WHERE digest = ?", (digest,))

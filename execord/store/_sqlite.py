@@ -57,6 +57,8 @@ class SQLiteStore(SQLStore):
         self.target = self.path  # what `open_store` takes to open this store again
         self.busy_timeout_ms = busy_timeout_ms
         self._lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         self._cols: list[str] | None = None
         if self.path != ":memory:" and not Path(self.path).exists():
             if not create:
@@ -128,8 +130,12 @@ class SQLiteStore(SQLStore):
             raise
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connections."""
         with self._lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+            self._local = threading.local()
             self._conn.close()
 
     # -- the backend seam ----------------------------------------------------------------
@@ -160,11 +166,31 @@ class SQLiteStore(SQLStore):
             return super().append(events, blobs, project=project)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise _map_operational(exc, self.path) from exc
+        if self.path == ":memory:":
+            with self._lock:
+                try:
+                    return self._conn.execute(sql, params).fetchall()
+                except sqlite3.Error as exc:
+                    raise _map_operational(exc, self.path) from exc
+        try:
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _map_operational(exc, self.path) from exc
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection. In WAL mode readers never wait for the writer, so
+        a server's reads (lists, admission, approvals) go on while an ingest commits; each
+        statement sees every commit made before it."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=self.busy_timeout_ms / 1000)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA query_only = 1")
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        return conn
 
     def _columns(self) -> list[str]:
         if self._cols is None:

@@ -157,9 +157,10 @@ def _ingest(request: Request, p: Principal, raw: bytes) -> Any:
     state.metrics.ingest_batches.inc()
     state.metrics.ingest_events.inc(len(fresh))
     state.metrics.observe(fresh)
+    governed = {e.execution_id for e in fresh if e.type == "governance.decision"}
     for e in fresh:
         if e.type == "execution.ended":
-            state.audit.submit(e.execution_id)
+            state.audit.submit(e.execution_id, e.execution_id in governed)
     last: dict[str, int] = {}
     for e in events:
         last[e.execution_id] = max(last.get(e.execution_id, -1), e.seq)
