@@ -63,3 +63,17 @@ def test_benchmark_policy_files_validate(tmp_path: Path) -> None:
     assert len(load_spec(BENCH / "policy_50.yaml").rules) == 50
     spec = load_spec(BENCH / "governance_20.yaml")
     assert len(spec.rules) == 20 and spec.execution_budgets
+
+
+def test_ingest_small(tmp_path: Path) -> None:
+    out = run(tmp_path, "ingest.py", "--seconds", "1", "--procs", "2", "--steps", "20", "--backend", "sqlite",
+              "--ceiling-rows", "5000", timeout=120)
+    assert re.search(rf"sqlite +{FIGURE} +{FIGURE} +{FIGURE} +20,000 +(NOT )?met", out), out
+    assert "ceiling, raw sqlite3 executemany" in out, out
+
+
+def test_query_small(tmp_path: Path) -> None:
+    out = run(tmp_path, "query.py", "--backend", "sqlite", "--executions", "2000", "--steps", "50",
+              "--repeat", "3", "--db", str(tmp_path / "query.db"), timeout=180)
+    assert re.search(rf"timeline: store.events \+ relative_ms .* {FIGURE} +{FIGURE}", out), out
+    assert "list cases meeting p95" in out, out
