@@ -32,10 +32,15 @@ import httpx
 import pytest
 import requests
 import schemathesis
+import schemathesis.specs.openapi.schemas  # noqa: F401 - see below
 from _server import ADMIN_KEY, live_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
+# schemathesis imports its OpenAPI modules lazily, on the first `from_url`. Done then, with the
+# server's thread running, pytest's assertion rewriting of them can hit CPython 3.11's
+# "AST constructor recursion depth mismatch" (a race in compile); importing them here, at
+# collection, before any thread starts, avoids it.
 from execord.record import TOTALS_KEYS, build_event, genesis_hash, make_blob, now_ts, uuid7
 
 API = "/api/v1"
