@@ -163,7 +163,10 @@ def test_the_cli_reads_and_acts_through_the_server(db_path: str, tmp_path: Path)
         ex.close()
 
 
-def test_async_workflows_record_through_the_server(db_path: str, tmp_path: Path) -> None:
+async def test_async_workflows_record_through_the_server(db_path: str, tmp_path: Path) -> None:
+    # An async test (pytest-asyncio's loop), not asyncio.run: asyncio.run leaves the main
+    # thread without a loop, and pytest-asyncio then makes one it never closes (a leaked
+    # socketpair that a later test trips over as an unraisable ResourceWarning).
     import asyncio
 
     with live_server(db_path) as live:
@@ -178,7 +181,7 @@ def test_async_workflows_record_through_the_server(db_path: str, tmp_path: Path)
         async def gather() -> list[int]:
             return list(await asyncio.gather(*(fetch(i) for i in range(5))))
 
-        assert asyncio.run(gather()) == [0, 1, 2, 3, 4]
+        assert await gather() == [0, 1, 2, 3, 4]
         assert ex.flush(10)
         row = live.store.list_executions()[0]
         assert row["status"] == "succeeded" and row["totals"]["tool_calls"] == 5
