@@ -286,34 +286,6 @@ def build_postgres(url: str, n: int, long_steps: int) -> dict[str, Any]:
             "long_steps": long_steps, "built_s": round(time.perf_counter() - t0, 1)}
 
 
-PROPOSED_INDEXES = (  # what PostgreSQL's schema has (_schema_pg.py); SQLite's lack the trailing id DESC
-    "DROP INDEX executions_by_status",
-    "CREATE INDEX executions_by_status ON executions (project, status, started_us DESC, id DESC)",
-    "DROP INDEX executions_by_workflow",
-    "CREATE INDEX executions_by_workflow ON executions (project, workflow, started_us DESC, id DESC)",
-    "DROP INDEX executions_by_agent",
-    "CREATE INDEX executions_by_agent ON executions (project, agent, started_us DESC, id DESC)",
-)
-
-
-def with_proposed_indexes(path: Path, rebuild: bool) -> Path:
-    """A copy of the cached file with `PROPOSED_INDEXES` applied (itself cached)."""
-    import shutil
-
-    copy = path.with_name(path.stem + "-proposed.db")
-    built = Path(f"{path}.json").stat().st_mtime  # when the data was made (serving it touches the file)
-    if rebuild or not copy.exists() or copy.stat().st_mtime < built:
-        print(f"copying {path.name} to {copy.name} and recreating 3 indexes ...", flush=True)
-        shutil.copyfile(path, copy)
-        conn = sqlite3.connect(copy, isolation_level=None)
-        conn.execute("BEGIN")
-        for statement in PROPOSED_INDEXES:
-            conn.execute(statement)
-        conn.execute("COMMIT")
-        conn.close()
-    return copy
-
-
 # -- the cases ----------------------------------------------------------------------------------
 
 HOUR_US = 3_600_000_000
@@ -513,6 +485,19 @@ def report(title: str, results: list[tuple[str, list[float], int]]) -> list[tupl
     return summary
 
 
+def measure_target(target: str, info: dict[str, Any], args: argparse.Namespace) -> Any:
+    """`measure_store` on the store at ``target`` (and its query plans with --plans)."""
+    store = open_store(target, create=False)
+    try:
+        results = measure_store(store, info, args.repeat)
+        if args.plans:
+            for label, plan in plans(store).items():
+                print(f"  plan {label}: {plan}")
+        return results
+    finally:
+        store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="sqlite")
@@ -522,8 +507,6 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=30, help="timed runs per case (default 30)")
     ap.add_argument("--no-api", action="store_true", help="skip the HTTP API (execord serve) measurements")
     ap.add_argument("--plans", action="store_true", help="print the query plan of each list case")
-    ap.add_argument("--proposed-indexes", action="store_true",
-                    help="also measure a copy of the SQLite file whose status/workflow/agent indexes end in id DESC")
     ap.add_argument("--db", default=None, help="the SQLite file to use (default: cached under the temp folder)")
     ap.add_argument("--pg", default=PG_ADMIN, help="a PostgreSQL URL where a scratch database may be created")
     args = ap.parse_args()
@@ -550,30 +533,11 @@ def run_backend(backend: str, args: argparse.Namespace, scratch: Path) -> None:
             print(f"  built in {info['built_s']}s: {path.stat().st_size / 2**20:,.0f} MiB", flush=True)
         else:
             print(f"reusing {path} (built in {info['built_s']}s; --rebuild to make it again)")
-        store = open_store(str(path), create=False)
-        try:
-            results = measure_store(store, info, args.repeat)
-            if args.plans:
-                for label, plan in plans(store).items():
-                    print(f"  plan {label}: {plan}")
-        finally:
-            store.close()
-        report("sqlite, store.list_executions (limit 50) and store.events:", results)
+        report("sqlite, store.list_executions (limit 50) and store.events:",
+               measure_target(str(path), info, args))
         if not args.no_api:
             report("sqlite, through `execord serve` (GET /api/v1/..., HTTP + auth + JSON, client-timed):",
                    measure_api(str(path), info, args.repeat, scratch))
-        if args.proposed_indexes:
-            proposed = with_proposed_indexes(path, args.rebuild)
-            store = open_store(str(proposed), create=False)
-            try:
-                results = measure_store(store, info, args.repeat)
-                if args.plans:
-                    for label, plan in plans(store).items():
-                        print(f"  plan {label}: {plan}")
-            finally:
-                store.close()
-            report("sqlite WITH THE PROPOSED INDEXES (status/workflow/agent indexes ending in id DESC, as "
-                   "PostgreSQL's), store.list_executions:", results)
     else:
         import psycopg
 
@@ -585,15 +549,7 @@ def run_backend(backend: str, args: argparse.Namespace, scratch: Path) -> None:
             print(f"building PostgreSQL database {name} (COPY) ...", flush=True)
             info = build_postgres(url, args.executions, args.steps)
             print(f"  built in {info['built_s']}s", flush=True)
-            store = open_store(url)
-            try:
-                results = measure_store(store, info, args.repeat)
-                if args.plans:
-                    for label, plan in plans(store).items():
-                        print(f"  plan {label}: {plan}")
-            finally:
-                store.close()
-            report("postgres, store.list_executions (limit 50) and store.events:", results)
+            report("postgres, store.list_executions (limit 50) and store.events:", measure_target(url, info, args))
             if not args.no_api:
                 report("postgres, through `execord serve` (GET /api/v1/..., HTTP + auth + JSON, client-timed):",
                        measure_api(url, info, args.repeat, scratch))

@@ -51,7 +51,7 @@ class Reaper:
         now = now_us() if now is None else now
         sealed = []
         for row in self.store.lapsed(now):
-            lease_us = int(row.get("lease_s") or 30) * 1_000_000 if row.get("lease_s") else 30_000_000
+            lease_us = int(row.get("lease_s") or 30) * 1_000_000
             if now - self.started_us < lease_us:
                 continue  # give agents one lease to reach a server that just started
             reason = f"its lease lapsed (no heartbeat from {row.get('host')} pid {row.get('pid')})"
