@@ -278,6 +278,14 @@ class RootMismatch(VerificationError):
         self.calculated = calculated
 
 
+class LedgerError(ExecordError):
+    """The ledger cannot do what was asked: no signed checkpoint covers an execution yet, the
+    execution is not sealed, or a signing or verifier key is missing or malformed."""
+
+    status = 409
+    type = "ledger"
+
+
 class ApiError(ExecordError):
     """The server refused a request, or cannot be reached.
 
@@ -351,6 +359,7 @@ __all__ = [
     "IllegalTransition",
     "InvalidEvent",
     "InvalidInput",
+    "LedgerError",
     "NotFound",
     "PayloadTooLarge",
     "RecordError",

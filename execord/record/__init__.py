@@ -40,6 +40,7 @@ from ._events import (
     validate_attrs,
 )
 from ._ids import is_uuid, uuid7
+from ._ledger import LEDGER_ENTRY_KEYS, ledger_entry
 from ._merkle import (
     EMPTY_ROOT,
     events_root,
@@ -58,7 +59,7 @@ from ._status import (
     is_terminal,
 )
 from ._time import format_ts, now_ts, now_us, parse_ts, ts_to_us
-from ._verify import Problem, Seal, verify_chain
+from ._verify import Problem, Seal, chain_from_bodies, verify_chain
 
 __all__ = [
     "BLOB_TYPES",
@@ -91,6 +92,7 @@ __all__ = [
     "ExecutionSealed",
     "FailureClass",
     "IllegalTransition",
+    "LEDGER_ENTRY_KEYS",
     "InvalidEvent",
     "Seal",
     "SeqConflict",
@@ -98,6 +100,7 @@ __all__ = [
     "blob_ref",
     "build_event",
     "canonical_json",
+    "chain_from_bodies",
     "check_transition",
     "event_hash",
     "events_root",
@@ -108,6 +111,7 @@ __all__ = [
     "is_terminal",
     "is_uuid",
     "leaf_hash",
+    "ledger_entry",
     "merkle_root",
     "node_hash",
     "now_ts",

@@ -161,3 +161,63 @@ def verify_chain(
             execution_id, None, f"events_root mismatch: seal {seal.events_root.hex()}, recomputed {root.hex()}"
         )
     return n, None
+
+
+def _seq_of(body: bytes) -> int | None:
+    at = body.rfind(_SEQ_KEY)
+    if at < 0:
+        return None
+    at += len(_SEQ_KEY)
+    end = at
+    while end < len(body) and 48 <= body[end] <= 57:
+        end += 1
+    return int(body[at:end]) if end > at else None
+
+
+def _eid_of(body: bytes) -> str:
+    at = body.rfind(_EID_KEY)
+    if at < 0:
+        return "?"
+    at += len(_EID_KEY)
+    return body[at : body.find(b'"', at)].decode("utf-8", "replace")
+
+
+def chain_from_bodies(execution_id: str, bodies: Sequence[bytes]) -> tuple[list[bytes], Problem | None]:
+    """Hash an execution's canonical event bytes in order, checking that they chain.
+
+    For a record that carries no stored hashes (an export bundle): each body must name this
+    execution, its own position as ``seq`` and the previous body's hash as ``prev_hash``.
+    The message of a failure says what most likely changed: an event edited, deleted,
+    reordered or moved from another execution.
+
+    Returns:
+        (the hashes of the events that chained, the first problem or None).
+    """
+    prev = _sha256(execution_id.encode()).digest()
+    hashes: list[bytes] = []
+    keep = hashes.append
+    eid = execution_id.encode()
+    for n, body in enumerate(bodies):
+        wrong = _check_fast(body, eid, n, prev)
+        if wrong is not None:
+            at = n - 1 if wrong.startswith("prev_hash") and n else n  # the edited event is the one before
+            return hashes, Problem(execution_id, at, _explain(wrong, execution_id, n, body, prev))
+        prev = _sha256(prev + body).digest()
+        keep(prev)
+    return hashes, None
+
+
+def _explain(wrong: str, execution_id: str, n: int, body: bytes, prev: bytes) -> str:
+    if wrong.startswith("the event names another"):
+        return f"the event at position {n} belongs to execution {_eid_of(body)}, not {execution_id} (moved here)"
+    if wrong.startswith("the event's own seq"):
+        seq = _seq_of(body)
+        if seq is not None and seq > n:
+            return f"position {n} holds seq {seq}: seq {n} is missing (deleted, or events reordered)"
+        return f"position {n} holds seq {seq}: events reordered or repeated"
+    if wrong.startswith("prev_hash"):
+        if n == 0:
+            return "seq 0 does not start this execution's chain (prev_hash is not SHA-256 of the execution id)"
+        return (f"seq {n - 1} was changed: it hashes to {prev.hex()[:16]}…, "
+                f"but seq {n} records another prev_hash")
+    return wrong

@@ -23,6 +23,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from ..errors import InvalidInput, SchemaTooNew, StoreError, StoreUnavailable
+from ._ledger import LEDGER_LOCK, backfill
 from ._projection import Tip
 from ._schema_pg import PG_MIGRATIONS
 from ._sql import SQLStore, iter_rows
@@ -128,6 +129,9 @@ class PostgresStore(SQLStore):
             for version, sql in PG_MIGRATIONS:
                 if version > found:
                     conn.execute(sql)
+                    if version == 6:
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK,))
+                        backfill(_Conn(conn))
             conn.execute(
                 "INSERT INTO execord_meta (key, value) VALUES ('schema_version', %s)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),),
@@ -164,6 +168,11 @@ class PostgresStore(SQLStore):
             "SELECT pg_advisory_xact_lock(hashtextextended(x, 0)) FROM unnest(?::text[]) AS x ORDER BY x",
             (list(execution_ids),),
         ).fetchall()
+
+    def _lock_ledger(self, c: _Conn) -> None:
+        # Every replica counts the next ledger index under this one lock (taken after the
+        # execution locks, so the order of locks is the same in every transaction).
+        c.execute("SELECT pg_advisory_xact_lock(?)", (LEDGER_LOCK,)).fetchall()
 
     def _appended(self, c: _Conn, tips: dict[str, Tip]) -> None:
         c.execute("SELECT pg_notify(?, x) FROM unnest(?::text[]) AS x",

@@ -269,4 +269,62 @@ CREATE INDEX executions_by_agent ON executions (project, agent, started_us DESC,
     )
 )
 
+MIGRATIONS.append(
+    (
+        6,
+        """
+-- The ledger (DESIGN §1, §4): one leaf per sealed execution at a contiguous index, and the
+-- hash of every perfect subtree of the Merkle log (level 0: the leaf hashes), so a proof
+-- is one read. Existing seals are given leaves by `_ledger.backfill` in the same migration.
+CREATE TABLE ledger (
+    idx          INTEGER PRIMARY KEY,
+    execution_id TEXT NOT NULL UNIQUE,
+    entry        BLOB NOT NULL              -- canonical JSON of the seal (DESIGN §4)
+);
+CREATE TABLE ledger_nodes (
+    level INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    hash  BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+-- Signed C2SP checkpoints, kept as signed.
+CREATE TABLE checkpoints (
+    tree_size    INTEGER NOT NULL,
+    key_id       TEXT NOT NULL,
+    root         BLOB NOT NULL,
+    origin       TEXT NOT NULL,
+    verifier_key TEXT NOT NULL,
+    note         TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    PRIMARY KEY (tree_size, key_id)
+);
+-- Right to erasure: a blob's bytes are deleted and this entry says when, why and by whom.
+CREATE TABLE erasures (
+    digest     TEXT PRIMARY KEY,
+    size       INTEGER NOT NULL,
+    type       TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    erased_by  TEXT,
+    erased_at  TEXT NOT NULL
+);
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+BEGIN SELECT RAISE(ABORT, 'execord: the ledger is append-only (UPDATE refused)'); END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+BEGIN SELECT RAISE(ABORT, 'execord: the ledger is append-only (DELETE refused)'); END;
+CREATE TRIGGER ledger_nodes_no_update BEFORE UPDATE ON ledger_nodes
+BEGIN SELECT RAISE(ABORT, 'execord: the ledger is append-only (UPDATE refused)'); END;
+CREATE TRIGGER ledger_nodes_no_delete BEFORE DELETE ON ledger_nodes
+BEGIN SELECT RAISE(ABORT, 'execord: the ledger is append-only (DELETE refused)'); END;
+CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'execord: checkpoints are kept as signed (UPDATE refused)'); END;
+CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'execord: checkpoints are kept as signed (DELETE refused)'); END;
+CREATE TRIGGER erasures_no_update BEFORE UPDATE ON erasures
+BEGIN SELECT RAISE(ABORT, 'execord: erasures are kept as made (UPDATE refused)'); END;
+CREATE TRIGGER erasures_no_delete BEFORE DELETE ON erasures
+BEGIN SELECT RAISE(ABORT, 'execord: erasures are kept as made (DELETE refused)'); END;
+""",
+    )
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -206,8 +206,43 @@ CREATE TABLE decision_checks (
 );
 """ + _refuse("decision_checks", "UPDATE OR DELETE", "a decision check is kept as made")
 
+V6 = """
+CREATE TABLE ledger (
+    idx          BIGINT PRIMARY KEY,
+    execution_id TEXT COLLATE "C" NOT NULL UNIQUE,
+    entry        BYTEA NOT NULL
+);
+CREATE TABLE ledger_nodes (
+    level INTEGER NOT NULL,
+    idx   BIGINT NOT NULL,
+    hash  BYTEA NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+CREATE TABLE checkpoints (
+    tree_size    BIGINT NOT NULL,
+    key_id       TEXT NOT NULL,
+    root         BYTEA NOT NULL,
+    origin       TEXT NOT NULL,
+    verifier_key TEXT NOT NULL,
+    note         TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    PRIMARY KEY (tree_size, key_id)
+);
+CREATE TABLE erasures (
+    digest     TEXT COLLATE "C" PRIMARY KEY,
+    size       BIGINT NOT NULL,
+    type       TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    erased_by  TEXT,
+    erased_at  TEXT NOT NULL
+);
+""" + _refuse("ledger", "UPDATE OR DELETE", "the ledger is append-only") \
+    + _refuse("ledger_nodes", "UPDATE OR DELETE", "the ledger is append-only") \
+    + _refuse("checkpoints", "UPDATE OR DELETE", "checkpoints are kept as signed") \
+    + _refuse("erasures", "UPDATE OR DELETE", "erasures are kept as made")
+
 # Version 5 changed only SQLite's list indexes; PostgreSQL's had the same shape from version 1.
-PG_MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, "SELECT 1")]
+PG_MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, "SELECT 1"), (6, V6)]
 
 #: What a least-privilege application role needs (``execord serve`` as that role, after an
 #: owner ran the migrations): read everything; insert facts; update only the projections
@@ -215,7 +250,8 @@ PG_MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, 
 APP_GRANTS = """
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};
 GRANT INSERT ON events, blobs, seals, executions, execution_labels, governance_versions,
-  governance_activations, approvals, cancels, api_keys, decision_checks TO {role};
+  governance_activations, approvals, cancels, api_keys, decision_checks, ledger, ledger_nodes,
+  checkpoints, erasures TO {role};
 GRANT UPDATE ON executions, approvals, api_keys TO {role};
 GRANT UPDATE (data) ON blobs TO {role};
 """

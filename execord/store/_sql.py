@@ -37,6 +37,7 @@ from ..record import (
 )
 from ._governance import GovernanceTables
 from ._keys import KeyTables
+from ._ledger import LedgerTables, append_leaves
 from ._projection import Tip
 from ._projection import project as project_event
 from ._query import ExecutionFilter, list_sql, summary_from_row
@@ -49,7 +50,7 @@ INSERT_BLOB = "INSERT INTO blobs (digest, size, type, data) VALUES (?,?,?,?) ON 
 _HEX = set("0123456789abcdef-")
 
 
-class SQLStore(GovernanceTables, KeyTables):
+class SQLStore(GovernanceTables, KeyTables, LedgerTables):
     """The `Store` methods, over any connection that speaks ``?``-placeholder SQL."""
 
     backend = "sql"
@@ -75,6 +76,9 @@ class SQLStore(GovernanceTables, KeyTables):
 
     def _lock_executions(self, c: Any, execution_ids: Sequence[str]) -> None:
         """Serialise writers of the same executions for this transaction (hook)."""
+
+    def _lock_ledger(self, c: Any) -> None:
+        """Serialise the writers of ledger leaves for this transaction (hook)."""
 
     def _appended(self, c: Any, tips: dict[str, Tip]) -> None:
         """Called inside the append transaction once its events are in (hook: NOTIFY)."""
@@ -186,6 +190,11 @@ class SQLStore(GovernanceTables, KeyTables):
                 c, e, Tip(e.seq, e.hash, e.type == EXECUTION_ENDED, before), project).status
         for eid, st in status.items():
             tips[eid] = tips[eid]._replace(status=st)
+        sealed = [e.execution_id for e in fresh if e.type == EXECUTION_ENDED]
+        if sealed:
+            # The ledger leaf is written with the seal, at the next index (DESIGN §4).
+            self._lock_ledger(c)
+            append_leaves(c, sealed)
         if tips:
             self._appended(c, tips)
         return tips, fresh

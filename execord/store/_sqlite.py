@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import CorruptStore, SchemaTooNew, StoreError, StoreUnavailable
 from ..record import Blob, Event
+from ._ledger import backfill
 from ._schema import MIGRATIONS, SCHEMA_VERSION
 from ._sql import SQLStore, iter_rows, loads
 
@@ -119,6 +120,8 @@ class SQLiteStore(SQLStore):
                 if version > found:
                     for statement in _split_sql(sql):
                         c.execute(statement)
+                    if version == 6:
+                        backfill(c)  # leaves for the executions sealed before the ledger
             c.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

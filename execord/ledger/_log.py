@@ -1,0 +1,192 @@
+"""The ledger of a store: its root at any size, proofs, and signed checkpoints.
+
+The store keeps the leaves and every perfect subtree (`execord.store._ledger`); this module
+plans each proof (`_tree`) and resolves it with one read, so it costs O(log n) however large
+the log is. Works with any store that has ``ledger_size``, ``ledger_leaf`` and
+``ledger_nodes`` (SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, LedgerError
+from . import _tree
+from ._note import Checkpoint, NoteError, Signer, Verifier, open_checkpoint
+
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+def _size(store: Any, size: int | None) -> int:
+    current = store.ledger_size()
+    if size is None:
+        return current
+    if not 0 <= size <= current:
+        raise LedgerError(f"the ledger has {current} leaves; there is no tree of size {size}")
+    return size
+
+
+def root_at(store: Any, size: int | None = None) -> tuple[int, bytes]:
+    """(size, root) of the ledger's first ``size`` leaves (default: all of them)."""
+    size = _size(store, size)
+    if size == 0:
+        return 0, EMPTY_ROOT
+    keys = _tree.root_plan(size)
+    nodes = store.ledger_nodes(keys)
+    return size, _tree.fold([nodes[k] for k in keys])
+
+
+def inclusion(store: Any, execution_id: str, size: int | None = None) -> dict[str, Any]:
+    """The inclusion proof of a sealed execution's leaf in the tree of ``size`` leaves.
+
+    Raises:
+        NotFound: no such execution.
+        LedgerError: it is not sealed yet, or its leaf is past ``size``.
+    """
+    leaf = store.ledger_leaf(execution_id)
+    if leaf is None:
+        store.get_execution(execution_id)  # NotFound when there is no such execution
+        raise LedgerError(f"execution {execution_id} is not sealed yet: only sealed executions have a ledger leaf")
+    index, entry = leaf
+    size = _size(store, size)
+    if index >= size:
+        raise LedgerError(f"execution {execution_id} is leaf {index}, after the tree of size {size}")
+    plan = _tree.inclusion_plan(index, size)
+    root_keys = _tree.root_plan(size)
+    nodes = store.ledger_nodes({k for ks in plan for k in ks} | set(root_keys))
+    return {
+        "execution_id": execution_id,
+        "index": index,
+        "tree_size": size,
+        "entry": entry.decode(),
+        "leaf_hash": hashlib.sha256(b"\x00" + entry).hexdigest(),
+        "proof": [_tree.fold([nodes[k] for k in ks]).hex() for ks in plan],
+        "root": _tree.fold([nodes[k] for k in root_keys]).hex(),
+    }
+
+
+def consistency(store: Any, old_size: int, new_size: int | None = None) -> dict[str, Any]:
+    """The consistency proof from the tree of ``old_size`` leaves to ``new_size``."""
+    new_size = _size(store, new_size)
+    if not 0 <= old_size <= new_size:
+        raise LedgerError(f"a consistency proof goes from a smaller tree to a larger one: {old_size} → {new_size}")
+    plan = _tree.consistency_plan(old_size, new_size)
+    old_keys = _tree.root_plan(old_size)
+    new_keys = _tree.root_plan(new_size)
+    nodes = store.ledger_nodes({k for ks in plan for k in ks} | set(old_keys) | set(new_keys))
+    return {
+        "from": old_size,
+        "to": new_size,
+        "proof": [_tree.fold([nodes[k] for k in ks]).hex() for ks in plan],
+        "from_root": (_tree.fold([nodes[k] for k in old_keys]) if old_size else EMPTY_ROOT).hex(),
+        "to_root": (_tree.fold([nodes[k] for k in new_keys]) if new_size else EMPTY_ROOT).hex(),
+    }
+
+
+def make_checkpoint(store: Any, signer: Signer) -> dict[str, Any]:
+    """Sign the ledger as it is now and keep the checkpoint; return it."""
+    size, root = root_at(store)
+    cp = Checkpoint(signer.name, size, root)
+    note = signer.sign(cp.body())
+    return store.add_checkpoint(tree_size=size, root=root, origin=signer.name, key_id=signer.verifier.key_id.hex(),
+                                verifier_key=signer.verifier.text(), note=note)
+
+
+def checkpoint_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A kept checkpoint as the API and CLI show it."""
+    return {
+        "origin": row["origin"],
+        "tree_size": row["tree_size"],
+        "root": row["root"],
+        "root_base64": base64.b64encode(bytes.fromhex(row["root"])).decode(),
+        "key_id": row["key_id"],
+        "verifier_key": row["verifier_key"],
+        "note": row["note"],
+        "created_at": row["created_at"],
+    }
+
+
+def check_checkpoint(store: Any, row: dict[str, Any], verifier: Verifier | None = None) -> list[str]:
+    """What is wrong with a kept checkpoint: its signature, or its root against the stored tree."""
+    problems = []
+    try:
+        cp = open_checkpoint(row["note"], verifier or Verifier.parse(row["verifier_key"]))
+    except NoteError as exc:
+        return [f"checkpoint of size {row['tree_size']}: {exc}"]
+    if cp.size != row["tree_size"] or cp.root.hex() != row["root"]:
+        problems.append(f"checkpoint of size {row['tree_size']}: its signed body says another size or root")
+    if cp.size > store.ledger_size():
+        return [*problems, f"checkpoint of size {cp.size} is larger than the ledger ({store.ledger_size()} leaves)"]
+    _, root = root_at(store, cp.size)
+    if root != cp.root:
+        problems.append(f"checkpoint of size {cp.size}: the stored tree's root {root.hex()[:16]}… is not the "
+                        f"signed root {cp.root.hex()[:16]}… (the ledger was rewritten)")
+    return problems
+
+
+# -- keys -------------------------------------------------------------------------------------------
+
+def read_signer(path: str | os.PathLike[str]) -> Signer:
+    """The signer key in a ``.key`` file; `ConfigError` when unreadable or malformed."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the ledger key {path}: {exc.strerror}; make one with "
+                          "`execord ledger keygen`") from None
+    try:
+        return Signer.parse(text)
+    except NoteError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def read_verifier(value: str | os.PathLike[str]) -> Verifier:
+    """A verifier key given as a ``.pub`` file or as the key text itself."""
+    text = str(value)
+    if "+" not in text or os.path.exists(text):
+        try:
+            text = Path(value).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the public key {value}: {exc.strerror}") from None
+    try:
+        return Verifier.parse(text)
+    except NoteError as exc:
+        raise ConfigError(f"{value}: {exc}") from None
+
+
+def signer_from_env() -> Signer | None:
+    """The signer named by ``EXECORD_LEDGER_KEY``, or None when it is unset."""
+    path = os.environ.get("EXECORD_LEDGER_KEY")
+    return read_signer(path) if path else None
+
+
+def write_keys(signer: Signer, out_dir: str | os.PathLike[str], stem: str = "ledger", *,
+               force: bool = False) -> tuple[Path, Path]:
+    """Write ``<stem>.key`` (mode 0600) and ``<stem>.pub``; refuse to overwrite unless ``force``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    key, pub = out / f"{stem}.key", out / f"{stem}.pub"
+    for p in (key, pub):
+        if p.exists() and not force:
+            raise ConfigError(f"{p} exists: a new key would orphan every checkpoint signed with the old one "
+                              "(pass --force to replace it anyway)")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(key, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (signer.text() + "\n").encode())
+    finally:
+        os.close(fd)
+    pub.write_text(signer.verifier.text() + "\n")
+    return key, pub
+
+
+def latest_covering(store: Any, min_size: int) -> dict[str, Any] | None:
+    """The newest kept checkpoint whose tree holds at least ``min_size`` leaves."""
+    row = store.latest_checkpoint()
+    return row if row is not None and row["tree_size"] >= min_size else None
+
+

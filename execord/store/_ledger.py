@@ -1,0 +1,201 @@
+"""The ledger tables: one leaf per sealed execution, the perfect subtrees of the Merkle log,
+signed checkpoints and blob erasures (DESIGN §1, §4).
+
+A leaf is appended in the transaction that writes the seal, at the next index: indices are
+contiguous because they are counted under the write lock (SQLite's ``BEGIN IMMEDIATE``,
+PostgreSQL's ledger advisory lock), never drawn from a sequence. Appending leaf ``i`` also
+stores the hash of every perfect subtree it completes (one per trailing 1 bit of ``i``), so
+any proof is a single read of at most 2·log2(n) stored hashes (`execord.ledger`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..errors import InvalidInput, NotFound
+from ..record import leaf_hash, ledger_entry, node_hash, now_ts
+
+LEDGER_LOCK = 0x6C656467  # "ledg": the advisory lock a PostgreSQL seal takes to count the next index
+_SEAL_COLUMNS = "execution_id, status, event_count, events_root, last_hash, governance_version, sealed_at"
+
+
+def entry_of(row: Sequence[Any]) -> bytes:
+    """The ledger entry of a seals row (in `_SEAL_COLUMNS` order)."""
+    eid, status, count, root, last, gv, at = row
+    return ledger_entry(execution_id=eid, status=status, event_count=count, events_root=bytes(root),
+                        last_hash=bytes(last), governance_version=gv, sealed_at=at)
+
+
+def append_leaves(c: Any, execution_ids: Sequence[str]) -> None:
+    """Append the leaves of these just-sealed executions, in order, with their subtrees."""
+    row = c.execute("SELECT max(idx) FROM ledger").fetchone()
+    index = 0 if row is None or row[0] is None else row[0] + 1
+    written: dict[tuple[int, int], bytes] = {}
+    for eid in execution_ids:
+        seal = c.execute(f"SELECT {_SEAL_COLUMNS} FROM seals WHERE execution_id = ?", (eid,)).fetchone()
+        entry = entry_of(seal)
+        c.execute("INSERT INTO ledger (idx, execution_id, entry) VALUES (?,?,?)", (index, eid, entry))
+        h = leaf_hash(entry)
+        nodes = [(0, index, h)]
+        level, i = 0, index
+        while i & 1:  # this leaf completes the subtree whose right child it (or its ancestor) is
+            left = written.get((level, i - 1))
+            if left is None:
+                left = bytes(c.execute("SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?",
+                                       (level, i - 1)).fetchone()[0])
+            h = node_hash(left, h)
+            level, i = level + 1, i >> 1
+            nodes.append((level, i, h))
+        for lv, ix, hv in nodes:
+            written[(lv, ix)] = hv
+        c.executemany("INSERT INTO ledger_nodes (level, idx, hash) VALUES (?,?,?)", nodes)
+        index += 1
+
+
+def backfill(c: Any) -> None:
+    """Give every execution sealed before the ledger existed its leaf, oldest seal first."""
+    ids = [r[0] for r in c.execute(
+        "SELECT execution_id FROM seals s WHERE NOT EXISTS (SELECT 1 FROM ledger l WHERE l.execution_id ="
+        " s.execution_id) ORDER BY sealed_at, execution_id").fetchall()]
+    for k in range(0, len(ids), 1000):
+        append_leaves(c, ids[k:k + 1000])
+
+
+class LedgerTables:
+    """The ledger methods of `SQLStore` (mixed in)."""
+
+    def _read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _write(self, fn: Any) -> Any:
+        raise NotImplementedError
+
+    def ledger_size(self) -> int:
+        """How many leaves the ledger holds (one per sealed execution)."""
+        row = self._read("SELECT max(idx) FROM ledger")
+        return 0 if not row or row[0][0] is None else int(row[0][0]) + 1
+
+    def ledger_leaf(self, execution_id: str) -> tuple[int, bytes] | None:
+        """(index, entry bytes) of a sealed execution's leaf, or None."""
+        rows = self._read("SELECT idx, entry FROM ledger WHERE execution_id = ?", (execution_id,))
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+    def ledger_entries(self, lo: int = 0, hi: int | None = None) -> list[tuple[int, str, bytes]]:
+        """(index, execution id, entry) of the leaves in [lo, hi), in index order."""
+        if hi is None:
+            rows = self._read("SELECT idx, execution_id, entry FROM ledger WHERE idx >= ? ORDER BY idx", (lo,))
+        else:
+            rows = self._read("SELECT idx, execution_id, entry FROM ledger WHERE idx >= ? AND idx < ?"
+                              " ORDER BY idx", (lo, hi))
+        return [(int(i), e, bytes(b)) for i, e, b in rows]
+
+    def ledger_nodes(self, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """The stored hashes of these perfect subtrees ((level, index) → hash), in one read."""
+        keys = list(keys)
+        out: dict[tuple[int, int], bytes] = {}
+        for k in range(0, len(keys), 400):
+            part = keys[k:k + 400]
+            values = ",".join("(?,?)" for _ in part)
+            params = [x for key in part for x in key]
+            rows = self._read(f"SELECT level, idx, hash FROM ledger_nodes WHERE (level, idx) IN (VALUES {values})",
+                              params)
+            out.update(((int(lv), int(ix)), bytes(h)) for lv, ix, h in rows)
+        return out
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def add_checkpoint(self, *, tree_size: int, root: bytes, origin: str, key_id: str, verifier_key: str,
+                       note: str) -> dict[str, Any]:
+        """Keep a signed checkpoint (the same size signed by the same key is kept once)."""
+        if tree_size > self.ledger_size():
+            raise InvalidInput(f"a checkpoint of size {tree_size} is larger than the ledger")
+
+        def tx(c: Any) -> None:
+            c.execute(
+                "INSERT INTO checkpoints (tree_size, key_id, root, origin, verifier_key, note, created_at)"
+                " VALUES (?,?,?,?,?,?,?) ON CONFLICT (tree_size, key_id) DO NOTHING",
+                (tree_size, key_id, root, origin, verifier_key, note, now_ts()),
+            )
+
+        self._write(tx)
+        found = self.get_checkpoint(tree_size, key_id=key_id)
+        assert found is not None
+        return found
+
+    def _checkpoints(self, where: str, params: Sequence[Any], limit: int | None = None) -> list[dict[str, Any]]:
+        sql = ("SELECT tree_size, key_id, root, origin, verifier_key, note, created_at FROM checkpoints"
+               f"{where} ORDER BY tree_size DESC, created_at DESC")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        keys = ("tree_size", "key_id", "root", "origin", "verifier_key", "note", "created_at")
+        out = []
+        for row in self._read(sql, params):
+            d = dict(zip(keys, row, strict=True))
+            d["root"] = bytes(d["root"]).hex()
+            out.append(d)
+        return out
+
+    def latest_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint of the largest tree, or None before the first one."""
+        found = self._checkpoints("", (), 1)
+        return found[0] if found else None
+
+    def get_checkpoint(self, tree_size: int, *, key_id: str | None = None) -> dict[str, Any] | None:
+        """The checkpoint kept for a tree size (by one key, when given), or None."""
+        if key_id is None:
+            found = self._checkpoints(" WHERE tree_size = ?", (tree_size,), 1)
+        else:
+            found = self._checkpoints(" WHERE tree_size = ? AND key_id = ?", (tree_size, key_id), 1)
+        return found[0] if found else None
+
+    def checkpoints(self, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """The kept checkpoints, largest tree first."""
+        return self._checkpoints("", (), limit)
+
+    # -- erasure -------------------------------------------------------------------------------
+
+    def erase_blob(self, digest: str, *, reason: str, by: str | None) -> dict[str, Any]:
+        """Delete a blob's bytes and append an erasure entry (right to erasure, DESIGN §3).
+
+        The events keep the blob's digest, so every record still verifies; a bundle lists
+        the erasure instead of the bytes.
+
+        Raises:
+            NotFound: no blob has this digest.
+            InvalidInput: no reason was given, or the blob is already erased.
+        """
+        if not reason or not reason.strip():
+            raise InvalidInput("say why the blob is erased (--reason); the reason is kept with the erasure")
+        if len(reason) > 2000:
+            raise InvalidInput("the reason is longer than 2,000 characters")
+        rows = self._read("SELECT size, type, data IS NULL FROM blobs WHERE digest = ?", (digest,))
+        if not rows:
+            raise NotFound(f"no blob with digest {digest} (digests look like sha256:<64 hex>)")
+        done = self.erasures([digest])
+        if digest in done:
+            raise InvalidInput(f"blob {digest} was already erased at {done[digest]['erased_at']}")
+        size, type_, _ = rows[0]
+        at = now_ts()
+
+        def tx(c: Any) -> None:
+            c.execute("UPDATE blobs SET data = NULL WHERE digest = ?", (digest,))
+            c.execute("INSERT INTO erasures (digest, size, type, reason, erased_by, erased_at) VALUES (?,?,?,?,?,?)",
+                      (digest, size, type_, reason.strip(), by, at))
+
+        self._write(tx)
+        return self.erasures([digest])[digest]
+
+    def erasures(self, digests: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """digest → {digest, size, type, reason, erased_by, erased_at} (all, or of these digests)."""
+        keys = ("digest", "size", "type", "reason", "erased_by", "erased_at")
+        sql = "SELECT digest, size, type, reason, erased_by, erased_at FROM erasures"
+        if digests is None:
+            return {r[0]: dict(zip(keys, r, strict=True)) for r in self._read(sql + " ORDER BY erased_at")}
+        wanted = list(digests)
+        out: dict[str, dict[str, Any]] = {}
+        for k in range(0, len(wanted), 500):
+            part = wanted[k:k + 500]
+            for r in self._read(sql + f" WHERE digest IN ({','.join('?' * len(part))})", part):
+                out[r[0]] = dict(zip(keys, r, strict=True))
+        return out
