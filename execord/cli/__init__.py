@@ -8,7 +8,7 @@ import sys
 import typer
 
 from ..errors import ExecordError
-from . import _approvals, _executions, _governance, _keys
+from . import _approvals, _blobs, _executions, _governance, _keys, _ledger
 from ._demo import demo
 from ._serve import serve
 from ._verify import verify
@@ -30,6 +30,8 @@ app.add_typer(_executions.app, name="executions")
 app.add_typer(_governance.app, name="governance")
 app.add_typer(_approvals.app, name="approvals")
 app.add_typer(_keys.app, name="keys")
+app.add_typer(_ledger.app, name="ledger")
+app.add_typer(_blobs.app, name="blobs")
 app.command("verify")(verify)
 app.command("demo")(demo)
 app.command("serve")(serve)

@@ -337,27 +337,70 @@ def replay(
 
 @app.command("export")
 def export(
-    execution_id: IdArg,
+    execution_ids: Annotated[list[str], typer.Argument(help="Execution ids (or unique prefixes); several only "
+                                                            "with --bundle.", show_default=False)],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    bundle: Annotated[Path | None, typer.Option("--bundle", help="Write a verifiable bundle (.zip) of the sealed "
+                                                                 "executions to this file.")] = None,
+    key: Annotated[Path | None, typer.Option("--key", "-k", envvar="EXECORD_LEDGER_KEY", show_default=False,
+                                             help="The ledger key, to sign a fresh checkpoint when none covers "
+                                                  "the executions yet (env EXECORD_LEDGER_KEY).")] = None,
     db: DbOption = None,
-    fmt: FormatOption = "json",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json (the record) or html (a report for an "
+                                                            "audit package).", case_sensitive=False)] = "json",
 ) -> None:
-    """Write one execution (summary, seal, events with hashes, blobs) as JSON.
+    """Export executions: one as JSON or an HTML report, or several as a verifiable bundle.
 
     Example: execord executions export 01a2b3 -o incident-4312.json
     """
-    if check_format(fmt) != "json":
-        raise ConfigError("an export is always JSON: leave out --format or use --format json")
-    store, eid = _resolve(db, execution_id)
-    data = orjson.dumps(export_record(store, eid), option=orjson.OPT_INDENT_2) + b"\n"
+    fmt = fmt.lower()
+    if fmt not in ("json", "html"):
+        raise ConfigError(f"unknown --format {fmt!r} for an export: use json or html (or --bundle FILE.zip)")
+    store = store_from(db)
+    ids = [store.resolve_id(x) for x in execution_ids]
+    if bundle is not None:
+        _export_bundle(store, ids, bundle, key)
+        return
+    if len(ids) > 1:
+        raise ConfigError("a JSON or HTML export holds one execution: give one id, or --bundle FILE.zip for several")
+    eid = ids[0]
+    if fmt == "html":
+        if getattr(store, "remote", False):
+            data = store.api.call("GET", f"executions/{eid}/report", raw=True)
+        else:
+            from ..ledger._report import report_html
+
+            data = report_html(store, eid).encode()
+    else:
+        data = orjson.dumps(export_record(store, eid), option=orjson.OPT_INDENT_2) + b"\n"
     if output is None:
         sys.stdout.buffer.write(data)
         return
-    try:
-        output.write_bytes(data)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {output}: {exc.strerror}") from None
+    _write(output, data)
     console.print(f"wrote {output} ({len(data)} bytes)")
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _export_bundle(store: Any, ids: list[str], path: Path, key: Path | None) -> None:
+    if getattr(store, "remote", False):
+        data = store.api.call("POST", "bundles", json={"execution_ids": ids}, raw=True, timeout=600)
+        _write(path, data)
+    else:
+        from ..ledger import _log
+        from ..ledger._bundle import write_bundle
+
+        try:
+            write_bundle(store, ids, path, signer=_log.read_signer(key) if key else None)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    console.print(f"wrote {path}: {len(ids)} executions; verify with `execord verify {path} --key ledger.pub`",
+                  markup=False)
 
 
 @app.command("cancel")

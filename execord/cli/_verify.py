@@ -1,13 +1,16 @@
-"""``execord verify``: re-hash every stored event and check every seal."""
+"""``execord verify``: check a bundle offline, or re-hash every record in a store."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..errors import ConfigError
+from ..ledger import _log
+from ..ledger._verify import BundleUnusable, verify_bundle
 from ..store import verify_store
 from ._common import (
     DbOption,
@@ -21,41 +24,97 @@ from ._common import (
 
 
 def verify(
-    deep: Annotated[bool, typer.Option("--deep", help="Also parse every event and check its canonical (RFC 8785) form; slower.")] = False,
+    bundle: Annotated[Path | None, typer.Argument(help="An export bundle (.zip) to check offline; without it, "
+                                                       "the store is checked.", show_default=False)] = None,
+    key: Annotated[str | None, typer.Option("--key", "-k", help="The ledger's public key (a .pub file or its "
+                                                                "text) to check the checkpoint signature with.")] = None,
+    pinned: Annotated[Path | None, typer.Option("--pinned", help="An older signed checkpoint you kept: the "
+                                                                 "bundle's must extend it.")] = None,
+    deep: Annotated[bool, typer.Option("--deep", help="Store: also parse every event and check its canonical (RFC 8785) form; slower.")] = False,
     db: DbOption = None,
     fmt: FormatOption = "table",
 ) -> None:
-    """Re-hash every stored event and check every seal; exit 1 on any mismatch.
+    """Check a bundle offline (exit 0 verified, 1 failed, 2 unusable), or the whole store.
 
-    Example: execord verify --db .execord/execord.db
+    Example: execord verify incident-4312.zip --key ledger.pub
     """
     fmt = check_format(fmt)
+    if bundle is not None:
+        _verify_bundle(bundle, key, pinned, fmt)
+        return
+    if pinned is not None:
+        raise ConfigError("--pinned checks a bundle: give the bundle file too")
     store = store_from(db)
     if getattr(store, "remote", False):
         raise ConfigError("execord verify re-hashes a store itself, not through the API: pass --db with the "
                           "SQLite file or the postgresql:// URL of the server's store")
+    verifier = _log.read_verifier(key) if key else None
     t0 = time.perf_counter()
     report = verify_store(store, deep=deep)
+    ledger = _log.verify_ledger(store, verifier)
     seconds = time.perf_counter() - t0
+    ok = report.ok and not ledger["problems"]
     if fmt == "json":
         print_json({
-            "ok": report.ok,
+            "ok": ok,
             "executions": report.executions,
             "events": report.events,
             "seals": report.sealed,
+            "ledger": {"leaves": ledger["leaves"], "checkpoint": ledger["checkpoint"]},
             "seconds": round(seconds, 3),
             "problems": [
                 {"execution_id": p.execution_id, "seq": p.seq, "message": p.message} for p in report.problems
-            ],
+            ] + [{"execution_id": eid, "seq": None, "message": m} for eid, m in ledger["problems"]],
         })
     else:
         for p in report.problems:
             where = f"seq {p.seq}" if p.seq is not None else "seal"
             err_console.print(f"[red]FAIL[/red] execution {p.execution_id} {where}: {p.message}")
-        verdict = "[green]OK[/green]" if report.ok else f"[red]{len(report.problems)} failed[/red]"
+        for eid, message in ledger["problems"]:
+            err_console.print(f"[red]FAIL[/red] ledger{'' if eid is None else ' ' + eid}: {message}")
+        count = len(report.problems) + len(ledger["problems"])
+        verdict = "[green]OK[/green]" if ok else f"[red]{count} failed[/red]"
+        cp = ("no checkpoint signed yet" if ledger["checkpoint"] is None
+              else f"checkpoint of {ledger['checkpoint']} checked")
         console.print(
             f"verified {report.executions} executions, {report.events} events, "
-            f"{report.sealed} seals in {seconds:.2f}s: {verdict}"
+            f"{report.sealed} seals, {ledger['leaves']} ledger leaves ({cp}) in {seconds:.2f}s: {verdict}"
         )
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _verify_bundle(bundle: Path, key: str | None, pinned: Path | None, fmt: str) -> None:
+    try:
+        verifier = _log.read_verifier(key) if key else None
+        pin = pinned.read_bytes() if pinned is not None else None
+        report = verify_bundle(str(bundle), key=verifier, pinned=pin)
+    except (BundleUnusable, ConfigError) as exc:
+        if fmt == "json":
+            print_json({"ok": False, "unusable": str(exc)})
+        else:
+            err_console.print(f"execord: cannot verify {bundle}: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err_console.print(f"execord: cannot read {exc.filename}: {exc.strerror}", markup=False)
+        raise typer.Exit(2) from None
+    if fmt == "json":
+        print_json(report.to_dict())
+    else:
+        for f in report.failures:
+            where = f.file
+            if f.execution_id:
+                where += f" (execution {f.execution_id}" + (f", seq {f.seq})" if f.seq is not None else ")")
+            err_console.print(f"FAIL {where}: {f.message}", markup=False)
+        if report.ok:
+            console.print(f"VERIFIED {bundle}: {report.executions} executions, {report.events} events "
+                          f"in {report.seconds:.2f}s", markup=False)
+            for line in report.proven():
+                console.print(f"  - {line}", markup=False)
+        else:
+            console.print(f"FAILED {bundle}: {len(report.failures)} problems", markup=False)
+        for e in report.erasures:
+            console.print(f"  erased: {e.get('digest')} at {e.get('erased_at')} by {e.get('erased_by')}: "
+                          f"{e.get('reason')}", markup=False)
     if not report.ok:
         raise typer.Exit(1)

@@ -128,6 +128,39 @@ def check_checkpoint(store: Any, row: dict[str, Any], verifier: Verifier | None 
     return problems
 
 
+def verify_ledger(store: Any, verifier: Verifier | None = None) -> dict[str, Any]:
+    """Check a store's ledger: one leaf per seal, each leaf equal to its seal, indices
+    contiguous, the stored tree equal to the tree of the leaves, and the latest checkpoint's
+    signature and root. Returns {leaves, checkpoint, problems: [(execution id | None, message)]}."""
+    from ..record import root_from_leaf_hashes
+
+    rows, orphans = store.ledger_audit_rows()
+    problems: list[tuple[str | None, str]] = [(eid, "sealed, but the ledger has no leaf for it") for eid in orphans]
+    hashes = []
+    for n, (index, eid, entry, rebuilt) in enumerate(rows):
+        if index != n:
+            problems.append((eid, f"ledger index {index} where {n} was expected (a gap in the ledger)"))
+            break
+        if rebuilt is None:
+            problems.append((eid, f"ledger leaf {index} names an execution that has no seal"))
+        elif rebuilt != entry:
+            problems.append((eid, f"ledger leaf {index} does not match the execution's seal"))
+        hashes.append(hashlib.sha256(b"\x00" + entry).digest())
+    size = len(hashes)
+    if size and not problems:
+        _, stored = root_at(store, size)
+        if stored != root_from_leaf_hashes(hashes):
+            problems.append((None, "the stored ledger tree is not the tree of its leaves (nodes were changed)"))
+    row = store.latest_checkpoint()
+    if row is not None:
+        for message in check_checkpoint(store, row, verifier):
+            problems.append((None, message))
+        if row["tree_size"] <= size and root_from_leaf_hashes(hashes[: row["tree_size"]]).hex() != row["root"]:
+            problems.append((None, f"the leaves of the ledger do not hash to the signed checkpoint of "
+                                   f"{row['tree_size']} (the ledger was rewritten)"))
+    return {"leaves": size, "checkpoint": None if row is None else row["tree_size"], "problems": problems}
+
+
 # -- keys -------------------------------------------------------------------------------------------
 
 def read_signer(path: str | os.PathLike[str]) -> Signer:

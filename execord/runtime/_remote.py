@@ -56,8 +56,8 @@ class ApiClient:
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def call(self, method: str, path: str, *, json: Any = None, params: Any = None, content: bytes | None = None,
-             timeout: float | None = None) -> Any:
-        """One request; the decoded JSON answer."""
+             timeout: float | None = None, raw: bool = False) -> Any:
+        """One request; the decoded JSON answer (the body's bytes with ``raw``)."""
         kw: dict[str, Any] = {"params": params}
         if content is not None:
             kw["content"] = content
@@ -72,6 +72,8 @@ class ApiClient:
             raise ServerUnavailable(f"the Execord server at {self.url} cannot be reached: {exc}") from exc
         if r.status_code >= 400:
             raise self._error(r)
+        if raw:
+            return r.content
         return r.json() if r.content else None
 
     def _error(self, r: httpx.Response) -> ApiError | NotFound:

@@ -90,6 +90,18 @@ class LedgerTables:
                               " ORDER BY idx", (lo, hi))
         return [(int(i), e, bytes(b)) for i, e, b in rows]
 
+    def ledger_audit_rows(self) -> tuple[list[tuple[int, str, bytes, bytes | None]], list[str]]:
+        """For verification: [(index, execution id, entry, entry rebuilt from its seal or None)]
+        in index order, and the sealed executions that have no leaf."""
+        rows = self._read(
+            f"SELECT l.idx, l.execution_id, l.entry, {', '.join('s.' + c.strip() for c in _SEAL_COLUMNS.split(','))}"
+            " FROM ledger l LEFT JOIN seals s ON s.execution_id = l.execution_id ORDER BY l.idx")
+        out = [(int(r[0]), r[1], bytes(r[2]), None if r[3] is None else entry_of(r[3:])) for r in rows]
+        orphans = [r[0] for r in self._read(
+            "SELECT execution_id FROM seals s WHERE NOT EXISTS (SELECT 1 FROM ledger l"
+            " WHERE l.execution_id = s.execution_id) ORDER BY execution_id")]
+        return out, orphans
+
     def ledger_nodes(self, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """The stored hashes of these perfect subtrees ((level, index) → hash), in one read."""
         keys = list(keys)
