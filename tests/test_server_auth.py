@@ -99,6 +99,13 @@ EXPECT: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/keys"): rule(body=lambda w: {"scopes": ["read"], "name": "matrix"}),
     ("GET", "/api/v1/keys"): rule(),
     ("POST", "/api/v1/keys/{key_id}/revoke"): rule(),
+    # the ledger (409 for POST checkpoint: this server has no ledger key) and bundles
+    ("GET", "/api/v1/ledger/checkpoint"): rule("read"),
+    ("POST", "/api/v1/ledger/checkpoint"): rule("operate"),
+    ("GET", "/api/v1/ledger/proof/inclusion"): rule("read", query={"execution_id": "{ended}"}),
+    ("GET", "/api/v1/ledger/proof/consistency"): rule("read", query={"from": 0}),
+    ("POST", "/api/v1/bundles"): rule("read", body=lambda w: {"execution_ids": [w.ended]}),
+    ("GET", "/api/v1/executions/{execution_id}/report"): rule("read"),
 }
 
 # How a path parameter is filled by default: the World attribute holding an existing thing.
@@ -228,6 +235,11 @@ def seed(server: Any) -> World:
     w = World(ended=ended.id, running=running.id, running_chain=running, approval=approval, version=version,
               digest=blob.digest, spare_key=r.json()["key"], spare_key_id=r.json()["id"])
     w.keys = {s: server.key(s, name=f"only-{s}") for s in SCOPES}
+    # A signed checkpoint, so the ledger routes have something to answer with.
+    from execord.ledger import _log
+    from execord.ledger._note import Signer
+
+    _log.make_checkpoint(server.store, Signer.generate("test.example/matrix"))
     return w
 
 
@@ -242,7 +254,8 @@ def request(client: httpx.Client, w: World, method: str, path: str) -> httpx.Res
         values[name] = getattr(w, attr)
     url = path.format(**values)
     body = r.body(w) if r.body is not None else None
-    return client.request(method, url, params=r.query, json=body)
+    query = {k: v.format(**w.ids()) if isinstance(v, str) else v for k, v in r.query.items()}
+    return client.request(method, url, params=query, json=body)
 
 
 def problem_errors(r: httpx.Response, status: int) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -41,6 +42,13 @@ def serve(
     pool_size: Annotated[int, typer.Option(min=1, max=200, help="PostgreSQL connections per process.")] = 16,
     reap_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between looks for lapsed leases.")] = 2.0,
     log_level: Annotated[str, typer.Option(help="critical, error, warning, info or debug.")] = "info",
+    ledger_key: Annotated[Path | None, typer.Option("--ledger-key", envvar="EXECORD_LEDGER_KEY", show_default=False,
+                                                    help="Sign ledger checkpoints with this key (from `execord "
+                                                         "ledger keygen`; env EXECORD_LEDGER_KEY).")] = None,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Sign a checkpoint once this many executions "
+                                                              "were sealed since the last one.")] = 1000,
+    checkpoint_interval: Annotated[float, typer.Option(min=0.1, help="… or once this many seconds passed "
+                                                                     "with any new seal.")] = 60.0,
 ) -> None:
     """Run the Execord server: REST API at /api/v1, OpenAPI at /docs, /healthz, /readyz, /metrics.
 
@@ -64,7 +72,14 @@ def serve(
             "  export EXECORD_API_KEY=<that key>; make narrower ones with `execord keys create`.\n"
         )
         sys.stderr.flush()
-    app = create_app(store, ServerSettings(reap_interval_s=reap_interval))
+    signer = None
+    if ledger_key is not None:
+        from ..ledger._log import read_signer
+
+        signer = read_signer(ledger_key)
+    app = create_app(store, ServerSettings(reap_interval_s=reap_interval, ledger_signer=signer,
+                                           checkpoint_every=checkpoint_every,
+                                           checkpoint_interval_s=checkpoint_interval))
     where = store.target if store.backend == "sqlite" else "PostgreSQL"  # type: ignore[attr-defined]
     sys.stderr.write(f"execord: serving {where} at http://{host}:{port} (API /api/v1, docs /docs)\n")
     sys.stderr.flush()

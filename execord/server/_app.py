@@ -14,12 +14,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ._audit import DecisionAudit
 from ._auth import KeyCache
+from ._checkpointer import Checkpointer
 from ._deps import Limits
 from ._hub import Hub
 from ._metrics import Metrics
 from ._problems import install, problem
 from ._reaper import Reaper
-from .routers import approvals, executions, governance, health, ingest, keys
+from .routers import approvals, executions, governance, health, ingest, keys, ledger
 
 log = logging.getLogger("execord.server")
 
@@ -34,6 +35,11 @@ class ServerSettings:
     poll_s: float = 1.0
     limits: Limits = field(default_factory=Limits)
     reaper: bool = True
+    #: The ledger key (`execord.ledger._note.Signer`): with it the server signs checkpoints
+    #: every ``checkpoint_every`` seals or ``checkpoint_interval_s`` seconds.
+    ledger_signer: Any = None
+    checkpoint_every: int = 1000
+    checkpoint_interval_s: float = 60.0
 
 
 class BodyLimit:
@@ -95,9 +101,16 @@ def create_app(store: Any, settings: ServerSettings | None = None) -> FastAPI:
             reaper = Reaper(store, interval=settings.reap_interval_s, on_sealed=_sealed(store, hub, metrics, audit))
             reaper.start()
             app.state.reaper = reaper
+        checkpointer = None
+        if settings.ledger_signer is not None:
+            checkpointer = Checkpointer(store, settings.ledger_signer, every=settings.checkpoint_every,
+                                        interval_s=settings.checkpoint_interval_s)
+            checkpointer.start()
         try:
             yield
         finally:
+            if checkpointer is not None:
+                checkpointer.stop()
             if reaper is not None:
                 reaper.stop()
             audit.stop()
@@ -117,9 +130,10 @@ def create_app(store: Any, settings: ServerSettings | None = None) -> FastAPI:
     app.state.limits = settings.limits
     app.state.keepalive_s = settings.keepalive_s
     app.state.poll_s = settings.poll_s
+    app.state.ledger_signer = settings.ledger_signer
     install(app)
     app.include_router(health.router)
-    for module in (executions, approvals, governance, ingest, keys):
+    for module in (executions, approvals, governance, ingest, keys, ledger):
         app.include_router(module.router, prefix="/api/v1")
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
     return app
