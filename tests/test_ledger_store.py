@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from test_store import Chain, _ended
 
-from execord.errors import InvalidInput, LedgerError, NotFound, StoreError
+from execord.errors import ChainError, InvalidInput, LedgerError, NotFound, StoreError
 from execord.ledger import _log, _tree, merkle
 from execord.ledger._note import Signer, Verifier
 from execord.record import (
@@ -216,7 +216,7 @@ def test_every_seal_gets_the_next_leaf_whatever_the_batching(s: Any) -> None:
     bad = Chain()
     forged = build_event(bad.id, 0, "log", now_ts(), {"level": "info", "message": "x", "data": None},
                          genesis_hash(bad.id))
-    with pytest.raises(Exception, match="first event must be execution.started"):
+    with pytest.raises(ChainError, match="first event must be execution.started"):
         s.append([end, forged])
     assert s.ledger_size() == len(order) and s.ledger_leaf(e1.id) is None
     s.append([end])
@@ -510,8 +510,6 @@ def test_postgres_refuses_truncating_the_ledger_tables(pg_url: str, table: str) 
         s.close()
 
 
-@pytest.mark.xfail(strict=True, reason="SQLite's REPLACE deletes the old row without firing the "
-                   "no-delete trigger (recursive_triggers is off): see the report")
 @pytest.mark.parametrize("sql", [
     "INSERT OR REPLACE INTO ledger_nodes (level, idx, hash) VALUES (0, 0, x'00')",
     "REPLACE INTO ledger (idx, execution_id, entry) VALUES (0, 'forged', x'00')",
@@ -733,8 +731,6 @@ def test_replicas_erasing_the_same_blob_at_once_erase_it_once(pg_url: str) -> No
     assert kept == 1 and len(done) == 1 and len(refused) == 3
 
 
-@pytest.mark.xfail(reason="the losers of the race get the raw duplicate-key StoreError, not "
-                   "InvalidInput 'already erased' (check-then-write without a lock): see the report")
 def test_the_losers_of_an_erasure_race_are_told_it_was_already_erased(pg_url: str) -> None:
     _, refused, _ = _erase_race(pg_url)
     assert all(isinstance(exc, InvalidInput) and "already erased" in str(exc) for exc in refused), refused

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound, StoreError
 from ..record import leaf_hash, ledger_entry, node_hash, now_ts
 
 LEDGER_LOCK = 0x6C656467  # "ledg": the advisory lock a PostgreSQL seal takes to count the next index
@@ -195,7 +195,13 @@ class LedgerTables:
             c.execute("INSERT INTO erasures (digest, size, type, reason, erased_by, erased_at) VALUES (?,?,?,?,?,?)",
                       (digest, size, type_, reason.strip(), by, at))
 
-        self._write(tx)
+        try:
+            self._write(tx)
+        except StoreError:
+            done = self.erasures([digest])
+            if digest in done:  # another writer erased it first
+                raise InvalidInput(f"blob {digest} was already erased at {done[digest]['erased_at']}") from None
+            raise
         return self.erasures([digest])[digest]
 
     def erasures(self, digests: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:

@@ -269,6 +269,35 @@ CREATE INDEX executions_by_agent ON executions (project, agent, started_us DESC,
     )
 )
 
+def _no_replace(table: str, keys: tuple[str, ...], ignore: bool) -> str:
+    """A trigger that stops ``REPLACE`` (and ``INSERT OR REPLACE``) from swapping a row.
+
+    SQLite's REPLACE deletes the row in the way without firing its delete triggers, so the
+    no-delete triggers alone do not keep a table append-only. Where the code inserts with
+    ``ON CONFLICT DO NOTHING`` the second insert is ignored, as that clause would; elsewhere
+    it is refused as a constraint error (which writers treat as losing a race).
+    """
+    cond = " AND ".join(f"{k} = NEW.{k}" for k in keys)
+    action = "RAISE(IGNORE)" if ignore else f"RAISE(ABORT, 'execord: {table} rows are never replaced (INSERT refused)')"
+    return (f"CREATE TRIGGER IF NOT EXISTS {table}_no_replace_{'_'.join(keys)} BEFORE INSERT ON {table}\n"
+            f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {cond})\nBEGIN SELECT {action}; END;\n")
+
+
+_NO_REPLACE = [
+    ("events", ("execution_id", "seq"), False),
+    ("seals", ("execution_id",), False),
+    ("executions", ("id",), False),
+    ("ledger", ("idx",), False),
+    ("ledger", ("execution_id",), False),
+    ("ledger_nodes", ("level", "idx"), False),
+    ("erasures", ("digest",), False),
+    ("blobs", ("digest",), True),
+    ("checkpoints", ("tree_size", "key_id"), True),
+    ("governance_versions", ("id",), True),
+    ("decision_checks", ("execution_id",), True),
+    ("cancels", ("execution_id",), True),
+]
+
 MIGRATIONS.append(
     (
         6,
@@ -276,6 +305,7 @@ MIGRATIONS.append(
 -- The ledger (DESIGN §1, §4): one leaf per sealed execution at a contiguous index, and the
 -- hash of every perfect subtree of the Merkle log (level 0: the leaf hashes), so a proof
 -- is one read. Existing seals are given leaves by `_ledger.backfill` in the same migration.
+-- The record tables also refuse REPLACE (see `_no_replace`).
 CREATE TABLE ledger (
     idx          INTEGER PRIMARY KEY,
     execution_id TEXT NOT NULL UNIQUE,
@@ -323,7 +353,7 @@ CREATE TRIGGER erasures_no_update BEFORE UPDATE ON erasures
 BEGIN SELECT RAISE(ABORT, 'execord: erasures are kept as made (UPDATE refused)'); END;
 CREATE TRIGGER erasures_no_delete BEFORE DELETE ON erasures
 BEGIN SELECT RAISE(ABORT, 'execord: erasures are kept as made (DELETE refused)'); END;
-""",
+""" + "".join(_no_replace(t, keys, ignore) for t, keys, ignore in _NO_REPLACE),
     )
 )
 
