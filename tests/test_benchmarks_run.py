@@ -77,3 +77,22 @@ def test_query_small(tmp_path: Path) -> None:
               "--repeat", "3", "--db", str(tmp_path / "query.db"), timeout=180)
     assert re.search(rf"timeline: store.events \+ relative_ms .* {FIGURE} +{FIGURE}", out), out
     assert "list cases meeting p95" in out, out
+
+
+def test_verify_bundle_small(tmp_path: Path) -> None:
+    out = run(tmp_path, "verify_bundle.py", "--executions", "40", "--events", "20", "--runs", "1",
+              "--db", str(tmp_path / "bundle.db"))
+    assert re.search(rf"bundle: {FIGURE} bytes \({FIGURE} MiB\) zipped", out), out
+    assert re.search(rf"verify_bundle\(\) in process: 800 events, 40 executions: best {FIGURE}s = {FIGURE} events/s",
+                     out), out
+    assert re.search(rf"`execord verify BUNDLE --key PUB` end to end .* best {FIGURE}s = {FIGURE} events/s, "
+                     rf"median {FIGURE}s = {FIGURE} events/s", out), out
+    assert re.search(r"target: >= 300,000 events/s end to end: (NOT )?met", out), out
+
+
+def test_ledger_proofs_small(tmp_path: Path) -> None:
+    out = run(tmp_path, "ledger_proofs.py", "--leaves", "3000", "--proofs", "50", "--what-if")
+    assert "checked against execord.ledger.merkle" in out, out
+    for label in (r"inclusion\(store, id, size\)", r"consistency\(store, old, size\)", r"inclusion \(what-if\)"):
+        assert re.search(rf"{label} +n=50 +p50 +{FIGURE} ms +p99 +{FIGURE} ms +max +{FIGURE} ms "
+                         r"\(target p99 <= 1 ms: (NOT )?met\)", out), (label, out)

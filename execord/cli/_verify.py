@@ -69,9 +69,9 @@ def verify(
     else:
         for p in report.problems:
             where = f"seq {p.seq}" if p.seq is not None else "seal"
-            err_console.print(f"[red]FAIL[/red] execution {p.execution_id} {where}: {p.message}")
+            err_console.print(f"[red]FAIL[/red] execution {p.execution_id} {where}: {p.message}", soft_wrap=True)
         for eid, message in ledger["problems"]:
-            err_console.print(f"[red]FAIL[/red] ledger{'' if eid is None else ' ' + eid}: {message}")
+            err_console.print(f"[red]FAIL[/red] ledger{'' if eid is None else ' ' + eid}: {message}", soft_wrap=True)
         count = len(report.problems) + len(ledger["problems"])
         verdict = "[green]OK[/green]" if ok else f"[red]{count} failed[/red]"
         cp = ("no checkpoint signed yet" if ledger["checkpoint"] is None
@@ -105,16 +105,16 @@ def _verify_bundle(bundle: Path, key: str | None, pinned: Path | None, fmt: str)
             where = f.file
             if f.execution_id:
                 where += f" (execution {f.execution_id}" + (f", seq {f.seq})" if f.seq is not None else ")")
-            err_console.print(f"FAIL {where}: {f.message}", markup=False)
+            err_console.print(f"FAIL {where}: {f.message}", markup=False, soft_wrap=True)
         if report.ok:
             console.print(f"VERIFIED {bundle}: {report.executions} executions, {report.events} events "
                           f"in {report.seconds:.2f}s", markup=False)
             for line in report.proven():
-                console.print(f"  - {line}", markup=False)
+                console.print(f"  - {line}", markup=False, soft_wrap=True)
         else:
             console.print(f"FAILED {bundle}: {len(report.failures)} problems", markup=False)
         for e in report.erasures:
             console.print(f"  erased: {e.get('digest')} at {e.get('erased_at')} by {e.get('erased_by')}: "
-                          f"{e.get('reason')}", markup=False)
+                          f"{e.get('reason')}", markup=False, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)

@@ -148,9 +148,7 @@ def verify_ledger(store: Any, verifier: Verifier | None = None) -> dict[str, Any
         hashes.append(hashlib.sha256(b"\x00" + entry).digest())
     size = len(hashes)
     if size and not problems:
-        _, stored = root_at(store, size)
-        if stored != root_from_leaf_hashes(hashes):
-            problems.append((None, "the stored ledger tree is not the tree of its leaves (nodes were changed)"))
+        problems.extend((None, m) for m in _check_nodes(store, hashes))
     row = store.latest_checkpoint()
     if row is not None:
         for message in check_checkpoint(store, row, verifier):
@@ -159,6 +157,24 @@ def verify_ledger(store: Any, verifier: Verifier | None = None) -> dict[str, Any
             problems.append((None, f"the leaves of the ledger do not hash to the signed checkpoint of "
                                    f"{row['tree_size']} (the ledger was rewritten)"))
     return {"leaves": size, "checkpoint": None if row is None else row["tree_size"], "problems": problems}
+
+
+def _check_nodes(store: Any, leaf_hashes: list[bytes]) -> list[str]:
+    """Every stored perfect subtree against the one recomputed from the leaves, level by level
+    (a proof is built from any of them, not only from those the root is folded from)."""
+    level, row = 0, leaf_hashes
+    while row:
+        stored = store.ledger_level(level)
+        if [h for _, h in stored] != row or [i for i, _ in stored] != list(range(len(row))):
+            bad = next((i for i, (k, h) in enumerate(stored) if k != i or i >= len(row) or h != row[i]),
+                       min(len(stored), len(row)))
+            return [f"the stored ledger tree is not the tree of its leaves: subtree ({level}, {bad}) was changed "
+                    "(proofs built from it would not verify)"]
+        if len(row) == 1:
+            break
+        row = [_tree.node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)]
+        level += 1
+    return []
 
 
 # -- keys -------------------------------------------------------------------------------------------

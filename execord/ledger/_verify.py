@@ -29,13 +29,17 @@ from ._note import Checkpoint, NoteError, Verifier, open_checkpoint, split_note
 MAX_MEMBERS = 2_000_000
 MAX_MEMBER_BYTES = 1 << 30
 MAX_TOTAL_BYTES = 8 << 30
-MAX_RATIO = 1000  # uncompressed : compressed, past 1 MiB: beyond it a member is a decompression bomb
+MAX_RATIO = 200  # uncompressed : compressed, past 8 MiB: beyond it a member is taken for a decompression bomb
 _BLOB = re.compile(rb'"\$blob":"(sha256:[0-9a-f]{64})"')
 _GV = re.compile(rb'"governance_version":"(gv_[0-9a-f]{16})"')
 _TYPE = b'"type":"'
 _ENDED = b'"type":"execution.ended"'
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._/-]+")
 _sha256 = hashlib.sha256
+
+
+_TOP = ("manifest.json", "checkpoint.txt", "ledger.pub", "consistency.json", "erasures.json")
+_PER_EXECUTION = ("events.jsonl", "proof.json", "record.json")
 
 
 class BundleUnusable(Exception):
@@ -158,7 +162,7 @@ def _read_capped(z: zipfile.ZipFile, info: zipfile.ZipInfo, room: int) -> bytes:
                 if not chunk:
                     break
                 n += len(chunk)
-                if n > cap or (n > 1 << 20 and n > MAX_RATIO * max(info.compress_size, 1)):
+                if n > cap or (n > 8 << 20 and n > MAX_RATIO * max(info.compress_size, 1)):
                     raise BundleUnusable(
                         f"the bundle member {info.filename} expands past {min(n, cap):,} bytes from "
                         f"{info.compress_size:,} compressed (a decompression bomb?): refused")
@@ -240,11 +244,24 @@ def verify_bundle(path: str, *, key: Verifier | None = None, pinned: bytes | Non
         _pinned(members, pinned, key, cp, report)
     erasures = _erasures(members, report)
     seen_blobs: dict[str, bool] = {}
+    named: set[str] = set()
     for eid in ids:
-        _execution(members, eid, cp, erasures, seen_blobs, report)
+        _execution(members, eid, cp, erasures, seen_blobs, report, named)
+    checked = set(_TOP) | named | {f"executions/{eid}/{f}" for eid in ids for f in _PER_EXECUTION}
+    for name in sorted(set(members) - checked):
+        if _content_addressed(name, members[name]):
+            continue  # a blob or document no longer referenced (its events were cut) proves nothing either way
+        if name in listed:  # unlisted ones are reported by _files already
+            report.failures.append(Failure(name, "belongs to no execution of the manifest, so nothing checks it "
+                                                 "(added after export)"))
     report.executions = len(ids)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _content_addressed(name: str, data: bytes) -> bool:
+    digest = _sha256(data).hexdigest()
+    return name == f"blobs/{digest}" or (name.startswith("governance/gv_") and name == f"governance/gv_{digest[:16]}.json")
 
 
 def _files(members: dict[str, bytes], listed: dict[str, Any], report: BundleReport) -> None:
@@ -314,7 +331,7 @@ def _erasures(members: dict[str, bytes], report: BundleReport) -> dict[str, dict
 
 
 def _execution(members: dict[str, bytes], eid: str, cp: Checkpoint | None, erasures: dict[str, dict[str, Any]],
-               seen_blobs: dict[str, bool], report: BundleReport) -> None:
+               seen_blobs: dict[str, bool], report: BundleReport, named: set[str]) -> None:
     base = f"executions/{eid}/"
     events_file = base + "events.jsonl"
     raw = members.get(events_file)
@@ -326,6 +343,10 @@ def _execution(members: dict[str, bytes], eid: str, cp: Checkpoint | None, erasu
         report.failures.append(Failure(events_file, "the last line does not end in a newline (cut short?)", eid))
     else:
         bodies.pop()
+    digests = sorted({m.decode() for b in bodies for m in _BLOB.findall(b)})
+    versions = sorted({m.decode() for b in bodies for m in _GV.findall(b)})
+    named.update(f"blobs/{d.removeprefix('sha256:')}" for d in digests)
+    named.update(f"governance/{v}.json" for v in versions)
     hashes, problem = chain_from_bodies(eid, bodies)
     report.events += len(hashes)
     if problem is not None:
@@ -343,22 +364,35 @@ def _execution(members: dict[str, bytes], eid: str, cp: Checkpoint | None, erasu
         report.failures.append(Failure(events_file, f"seq {ended[0] + 1} follows the seal (execution.ended at seq "
                                                     f"{ended[0]}): nothing may follow a seal", eid, ended[0] + 1))
         return
-    first, last = orjson.loads(bodies[0]), orjson.loads(bodies[-1])
+    try:
+        first = orjson.loads(bodies[0])
+    except orjson.JSONDecodeError:
+        report.failures.append(Failure(events_file, "seq 0 is not JSON (it was damaged)", eid, 0))
+        return
+    try:
+        last = orjson.loads(bodies[-1])
+    except orjson.JSONDecodeError:
+        report.failures.append(Failure(events_file, f"seq {len(bodies) - 1} is not JSON (it was damaged)", eid,
+                                       len(bodies) - 1))
+        return
+    if not isinstance(first.get("attrs"), dict) or not isinstance(last.get("attrs"), dict):
+        report.failures.append(Failure(events_file, "an event has no attrs object (it was damaged)", eid))
+        return
     root = root_from_leaf_hashes([_sha256(b"\x00" + h).digest() for h in hashes])
     entry = ledger_entry(
         execution_id=eid, status=last["attrs"].get("status"), event_count=len(bodies), events_root=root,
         last_hash=hashes[-1], governance_version=first["attrs"].get("governance_version"), sealed_at=last["ts"],
     )
-    _leaf(members, eid, entry, cp, report)
     _record(members, eid, len(bodies), root, hashes[-1], report)
-    for digest in sorted({m.decode() for b in bodies for m in _BLOB.findall(b)}):
+    _leaf(members, eid, entry, cp, report)
+    for digest in digests:
         ok = seen_blobs.get(digest)
         if ok is None:
             ok = seen_blobs[digest] = _blob(members, digest, erasures, report)
         if not ok:
             report.failures.append(Failure(f"blobs/{digest.removeprefix('sha256:')}",
                                            f"blob {digest} is missing and no erasure of it is recorded", eid))
-    for vid in sorted({m.decode() for b in bodies for m in _GV.findall(b)}):
+    for vid in versions:
         name = f"governance/{vid}.json"
         doc = members.get(name)
         if doc is None:
@@ -427,7 +461,8 @@ def _record(members: dict[str, bytes], eid: str, count: int, root: bytes, last: 
     if seal.get("event_count") != count:
         report.failures.append(Failure(name, f"the seal counts {seal.get('event_count')} events, {count} are in "
                                              "events.jsonl (the execution was truncated or extended)", eid))
+    elif seal.get("last_hash") != last.hex():
+        report.failures.append(Failure(name, f"seq {count - 1} was changed: it does not hash to the seal's "
+                                             "last_hash", eid, count - 1))
     elif seal.get("events_root") != root.hex():
         report.failures.append(Failure(name, "the seal's events_root is not the Merkle root of the events", eid))
-    elif seal.get("last_hash") != last.hex():
-        report.failures.append(Failure(name, "the seal's last_hash is not the last event's hash", eid))

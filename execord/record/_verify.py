@@ -200,6 +200,8 @@ def chain_from_bodies(execution_id: str, bodies: Sequence[bytes]) -> tuple[list[
     for n, body in enumerate(bodies):
         wrong = _check_fast(body, eid, n, prev)
         if wrong is not None:
+            if wrong.startswith("prev_hash") and _seq_of(body) != n:
+                wrong = "the event's own seq"  # deleted or reordered, not edited: say so
             at = n - 1 if wrong.startswith("prev_hash") and n else n  # the edited event is the one before
             return hashes, Problem(execution_id, at, _explain(wrong, execution_id, n, body, prev))
         prev = _sha256(prev + body).digest()

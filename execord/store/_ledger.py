@@ -102,6 +102,11 @@ class LedgerTables:
             " WHERE l.execution_id = s.execution_id) ORDER BY execution_id")]
         return out, orphans
 
+    def ledger_level(self, level: int) -> list[tuple[int, bytes]]:
+        """(index, hash) of every stored perfect subtree of one level, in index order."""
+        rows = self._read("SELECT idx, hash FROM ledger_nodes WHERE level = ? ORDER BY idx", (level,))
+        return [(int(i), bytes(h)) for i, h in rows]
+
     def ledger_nodes(self, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """The stored hashes of these perfect subtrees ((level, index) → hash), in one read."""
         keys = list(keys)
