@@ -158,6 +158,6 @@ def test_the_bundle_zip_names_only_safe_paths(ledger_server: Any) -> None:
     data = ledger_server.admin.post(f"{API}/bundles", json={"execution_ids": ids}).content
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert names[0] == "manifest.json"
-    assert {"checkpoint.txt", "ledger.pub", "consistency.json", "erasures.json"} <= set(names)
+    assert {"checkpoint.txt", "ledger.pub", "consistency.json", "erasures.json", "blobs.jsonl"} <= set(names)
     assert all(not n.startswith("/") and ".." not in n for n in names)
-    assert {f"executions/{i}/{f}" for i in ids for f in ("events.jsonl", "proof.json", "record.json")} <= set(names)
+    assert {f"executions/{i}/{f}" for i in ids for f in ("events.jsonl", "record.json")} <= set(names)

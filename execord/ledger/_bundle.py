@@ -7,14 +7,16 @@ A bundle is a zip file::
     ledger.pub                     the log's public key (verifier key format)
     consistency.json               proofs from each earlier kept checkpoint to this one
     erasures.json                  the erasure entry of each referenced blob whose bytes were erased
-    executions/<id>/record.json    summary, seal, ledger index, the blobs and versions it names
+    blobs.jsonl                    each content blob an execution references, one per line:
+                                   {"data": its UTF-8 text, "digest", "size", "type"}
     executions/<id>/events.jsonl   the canonical bytes of each event, one per line, exactly as hashed
-    executions/<id>/proof.json     the ledger leaf (its entry bytes) and its inclusion proof
-    blobs/<hex>                    the bytes of each content blob an execution references
+    executions/<id>/record.json    summary, seal, the blobs and versions it names, and "ledger":
+                                   its leaf (the entry bytes), index and inclusion proof
     governance/<gv>.json           each governance version document an execution names
 
 Blobs and governance documents are content-addressed, so executions that share one share
-its file.
+it. Blobs are lines of one file rather than a file each: a bundle of 10,000 executions then
+has some 20,000 members instead of 100,000, and member overhead is most of reading a zip.
 
 `execord verify BUNDLE` (`_verify.verify_bundle`) checks it with nothing else.
 """
@@ -117,10 +119,12 @@ def bundle_files(store: Any, execution_ids: Sequence[str], *, signer: Signer | N
     for eid in ids:
         files.update(_execution_files(store, eid, leaves[eid], size, digests, versions))
     erased = store.erasures(sorted(digests))
+    lines = []
     for digest in sorted(digests):
         blob = store.get_blob(digest)
         if blob is not None and blob.data is not None:
-            files[f"blobs/{digest.removeprefix('sha256:')}"] = blob.data
+            lines.append(blob_line(digest, blob.type, blob.data))
+    files["blobs.jsonl"] = b"".join(lines)
     files["erasures.json"] = _dumps([erased[d] for d in sorted(digests) if d in erased])
     for vid in sorted(versions):
         try:
@@ -156,16 +160,26 @@ def _execution_files(store: Any, eid: str, leaf: tuple[int, bytes], size: int, a
     proof = _log.inclusion(store, eid, size)
     return {
         base + "events.jsonl": b"\n".join(bodies) + b"\n",
-        base + "proof.json": _dumps({"index": index, "tree_size": size, "entry": entry.decode(),
-                                     "leaf_hash": proof["leaf_hash"], "proof": proof["proof"]}),
         base + "record.json": _dumps({
             "execution": store.get_execution(eid),
             "seal": store.get_seal(eid),
-            "ledger": {"index": index, "tree_size": size},
+            "ledger": {"index": index, "tree_size": size, "entry": entry.decode(), "leaf_hash": proof["leaf_hash"],
+                       "proof": proof["proof"]},
             "blobs": digests,
             "governance_versions": versions,
         }),
     }
+
+
+def blob_line(digest: str, type_: str, data: bytes) -> bytes:
+    """One line of blobs.jsonl: the blob's text as a JSON string (base64 if it is not UTF-8)."""
+    try:
+        body: dict[str, Any] = {"data": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        import base64
+
+        body = {"data_base64": base64.b64encode(data).decode()}
+    return canonical_json({**body, "digest": digest, "size": len(data), "type": type_}) + b"\n"
 
 
 def write_bundle(store: Any, execution_ids: Sequence[str], out: str | os.PathLike[str] | IO[bytes], *,
