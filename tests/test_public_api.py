@@ -38,7 +38,7 @@ PUBLIC_API = {
     ],
     "execord.store": [
         "DEFAULT_DB", "ExecutionFilter", "SCHEMA_VERSION", "SQLiteStore", "SUMMARY_KEYS",
-        "Store", "Tip", "VerifyReport", "blob_value", "execution_detail", "export_record",
+        "Store", "Tip", "VerifyReport", "blob_value", "describe", "execution_detail", "export_record",
         "open_store", "relative_ms", "step_depths", "steps_from_events", "verify_store",
     ],
     "execord.runtime": [

@@ -17,6 +17,7 @@ from ..record import EXECUTION_ENDED, TERMINAL, Event
 from ..store import (
     ExecutionFilter,
     blob_value,
+    describe,
     execution_detail,
     export_record,
     relative_ms,
@@ -188,36 +189,6 @@ def steps(execution_id: IdArg, db: DbOption = None, fmt: FormatOption = "table")
         console.print(_steps_table(result))
     else:
         console.print("this execution has no steps")
-
-
-def describe(e: Event) -> str:
-    """One line saying what an event records."""
-    a = e.attrs
-    t = e.type
-    if t == "execution.started":
-        return f"agent={a['agent'].get('name')} workflow={a['workflow'].get('name')}"
-    if t == "step.started":
-        extra = f" model={a['model']}" if a.get("model") else ""
-        return f"{a['kind']} {a['name']}{extra}"
-    if t == "step.ended":
-        err = a.get("error")
-        tail = f" {err['type']}: {err['message']}" if err else ""
-        return f"{a['status']} in {a['latency_ms']}ms{tail}"
-    if t == "governance.decision":
-        hits = [r["id"] for r in a.get("rules") or [] if r.get("matched")]
-        return f"{a['phase']} → {a['decision']}" + (f" ({', '.join(hits)})" if hits else "")
-    if t == "approval.requested":
-        return f"approval {a['approval_id']} by {a['approvers']} for rule {a['rule_id']}"
-    if t == "approval.decided":
-        return f"approval {a['approval_id']} {a['decision']} by {a['reviewer']}"
-    if t == "cancel.requested":
-        return f"by {a['by']}: {a['reason']}"
-    if t == "log":
-        return f"[{a['level']}] {a['message']}"
-    if t == EXECUTION_ENDED:
-        err = a.get("error")
-        return a["status"] + (f" {err['type']}: {err['message']}" if err else "")
-    return ""
 
 
 def _timeline_table(events: list[Event]) -> Table:

@@ -14,6 +14,7 @@ import jinja2
 import orjson
 
 from ..record import chain_from_bodies, ledger_entry, root_from_leaf_hashes
+from ..store import describe, relative_ms
 from . import _log, merkle
 from ._note import NoteError, Verifier, open_checkpoint
 
@@ -58,59 +59,24 @@ def _verification(store: Any, eid: str, bodies: list[bytes]) -> dict[str, Any]:
     return out
 
 
-def _summary(e: dict[str, Any]) -> str:
-    a = e["attrs"]
-    t = e["type"]
-    if t == "step.started":
-        return f"{a.get('kind')} {a.get('name')}" + (f" ({a.get('model')})" if a.get("model") else "")
-    if t == "step.ended":
-        text = f"{a.get('status')}"
-        if a.get("error"):
-            text += f": {a['error'].get('type')}: {a['error'].get('message')}"
-        if a.get("cost_micros"):
-            text += f" · ${a['cost_micros'] / 1e6:.6f}"
-        return text
-    if t == "governance.decision":
-        return f"{a.get('phase')} → {a.get('decision')}"
-    if t == "approval.requested":
-        return f"approval {a.get('approval_id')} for rule {a.get('rule_id')}"
-    if t == "approval.decided":
-        return f"{a.get('decision')} by {a.get('reviewer')}"
-    if t == "execution.ended":
-        return str(a.get("status")) + (f" ({a['halt'].get('reason')})" if a.get("halt") else "")
-    if t == "log":
-        return f"{a.get('level')}: {a.get('message')}"
-    if t == "cancel.requested":
-        return f"by {a.get('by')}: {a.get('reason')}"
-    return ""
-
-
 def report_html(store: Any, execution_id: str) -> str:
     """The report page of one execution."""
     summary = store.get_execution(execution_id)
     rows = store.event_rows(execution_id)
     bodies = [body for _, _, _, body in rows]
-    events = [orjson.loads(b) for b in bodies]
-    names: dict[str, str] = {}
-    for e in events:
-        if e["type"] == "step.started" and e.get("step_id"):
-            names[e["step_id"]] = str(e["attrs"].get("name"))
-    t0 = events[0]["ts"] if events else None
-    from ..record import ts_to_us
-
-    timeline = [{
-        "seq": e["seq"], "ms": (ts_to_us(e["ts"]) - ts_to_us(t0)) / 1000 if t0 else 0, "type": e["type"],
-        "step": names.get(e.get("step_id") or "", ""), "summary": _summary(e),
-    } for e in events]
-    decisions = [{"seq": e["seq"], "step": names.get(e["attrs"].get("step_id") or "", ""), **e["attrs"]}
-                 for e in events if e["type"] == "governance.decision"]
-    approvals = [{"seq": e["seq"], "type": e["type"], **e["attrs"]}
-                 for e in events if e["type"] in ("approval.requested", "approval.decided")]
-    digests = sorted({v for e in events for v in _refs(e["attrs"])})
+    events = store.events(execution_id)
+    names = {e.step_id: str(e.attrs.get("name")) for e in events if e.type == "step.started" and e.step_id}
+    timeline = [{"seq": e.seq, "ms": ms, "type": e.type, "step": names.get(e.step_id or "", ""), "summary": describe(e)}
+                for e, ms in zip(events, relative_ms(events), strict=True)]
+    decisions = [{"seq": e.seq, "step": names.get(e.attrs.get("step_id") or "", ""), **e.attrs}
+                 for e in events if e.type == "governance.decision"]
+    approvals = [{"seq": e.seq, "type": e.type, **e.attrs}
+                 for e in events if e.type in ("approval.requested", "approval.decided")]
+    digests = sorted({v for e in events for v in _refs(e.attrs)})
     return _ENV.get_template("report.html").render(
         x=summary, timeline=timeline, decisions=decisions, approvals=approvals,
         verification=_verification(store, execution_id, bodies), erasures=list(store.erasures(digests).values()),
-        ended=events[-1]["attrs"] if events and events[-1]["type"] == "execution.ended" else None,
+        ended=events[-1].attrs if events and events[-1].type == "execution.ended" else None,
     )
 
 

@@ -6,47 +6,30 @@ Safe with several replicas: the same tree size signed by the same key is the sam
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from typing import Any
 
-from ..errors import ExecordError
 from ..ledger import _log
 from ..ledger._note import Signer
+from ._periodic import Periodic
 
-log = logging.getLogger("execord.server")
 
-
-class Checkpointer:
+class Checkpointer(Periodic):
     """A daemon thread that signs a checkpoint once ``every`` new leaves are in, or once
-    ``interval_s`` has passed with any new leaf."""
+    ``interval_s`` has passed with any new leaf (it looks every ``poll_s``)."""
+
+    name = "execord-checkpointer"
 
     def __init__(self, store: Any, signer: Signer, *, every: int, interval_s: float, poll_s: float = 1.0):
+        super().__init__(min(poll_s, interval_s))
         self.store = store
         self.signer = signer
         self.every = every
         self.interval_s = interval_s
-        self.poll_s = min(poll_s, interval_s)
-        self._stop = threading.Event()
         self._last = time.monotonic()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="execord-checkpointer", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            try:
-                self.tick()
-            except ExecordError as exc:
-                log.warning("execord checkpointer: %s", exc)
-            except Exception:
-                log.exception("execord checkpointer")
+    def run_once(self) -> dict[str, Any] | None:
+        return self.tick()
 
     def tick(self, now: float | None = None) -> dict[str, Any] | None:
         """Sign a checkpoint if one is due; return it (or None)."""

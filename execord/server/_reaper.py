@@ -9,42 +9,29 @@ heartbeating into a server that was down.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from ..errors import EventError, ExecordError
 from ..record import now_us
 from ..runtime import seal_interrupted
+from ._periodic import Periodic
 
 log = logging.getLogger("execord.server")
 
 
-class Reaper:
+class Reaper(Periodic):
     """A daemon thread that looks for lapsed leases every ``interval`` seconds."""
 
+    name = "execord-reaper"
+
     def __init__(self, store: Any, *, interval: float, on_sealed: Any = None):
+        super().__init__(interval)
         self.store = store
-        self.interval = interval
         self.on_sealed = on_sealed
         self.started_us = now_us()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="execord-reaper", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.sweep()
-            except ExecordError as exc:
-                log.warning("execord reaper: %s", exc)
-            except Exception:
-                log.exception("execord reaper")
+    def run_once(self) -> list[str]:
+        return self.sweep()
 
     def sweep(self, now: int | None = None) -> list[str]:
         """Seal every lapsed execution once; return the ids this replica sealed."""

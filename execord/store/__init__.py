@@ -12,6 +12,7 @@ from ._sqlite import SQLiteStore
 from ._verify import VerifyReport, verify_store
 from ._views import (
     blob_value,
+    describe,
     execution_detail,
     export_record,
     relative_ms,
@@ -52,6 +53,7 @@ __all__ = [
     "Tip",
     "VerifyReport",
     "blob_value",
+    "describe",
     "execution_detail",
     "export_record",
     "open_store",
