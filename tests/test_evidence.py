@@ -5,7 +5,8 @@ written by the real SDK (instrumented tools under a governance version made acti
 ``execord governance apply``), the key comes from ``execord ledger keygen``, checkpoints from
 ``execord ledger checkpoint --key``, bundles from ``execord executions export --bundle``.
 Tampering is done the way an attacker would: by rewriting the zip with :mod:`zipfile` (with
-and without fixing the manifest's digests), or the SQLite file with :mod:`sqlite3` after
+and without fixing the manifest's digests), by writing a zip's bytes by hand (bombs, members
+whose size or CRC is not the directory's), or the SQLite file with :mod:`sqlite3` after
 dropping its append-only triggers. Nothing is mocked.
 
 The store is built once per module; a test that changes a store works on its own copy.
@@ -21,6 +22,7 @@ import re
 import sqlite3
 import struct
 import subprocess
+import sys
 import tempfile
 import textwrap
 import uuid
@@ -39,7 +41,7 @@ from conftest import run_cli
 import execord
 from execord.ledger import merkle
 from execord.ledger._note import Signer, Verifier, open_checkpoint, split_note
-from execord.record import events_root
+from execord.record import canonical_json, events_root
 from execord.runtime import set_default
 from execord.store._ledger import backfill
 
@@ -239,6 +241,34 @@ def with_bodies(files: dict[str, bytes], eid: str, new: list[bytes]) -> dict[str
     return {**files, events_file(eid): b"\n".join(new) + b"\n"}
 
 
+def record_file(eid: str) -> str:
+    return f"executions/{eid}/record.json"
+
+
+def record(files: dict[str, bytes], eid: str) -> dict[str, Any]:
+    return orjson.loads(files[record_file(eid)])
+
+
+def with_record(files: dict[str, bytes], eid: str, new: dict[str, Any]) -> dict[str, bytes]:
+    return {**files, record_file(eid): orjson.dumps(new, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"}
+
+
+def blob_lines(files: dict[str, bytes]) -> list[bytes]:
+    raw = files["blobs.jsonl"]
+    assert raw.endswith(b"\n")
+    return raw[:-1].split(b"\n")
+
+
+def blob_line_of(files: dict[str, bytes], digest: str) -> int:
+    """The 0-based index of the line of blobs.jsonl that holds this blob."""
+    (n,) = [n for n, line in enumerate(blob_lines(files)) if orjson.loads(line)["digest"] == digest]
+    return n
+
+
+def with_blob_lines(files: dict[str, bytes], lines: list[bytes]) -> dict[str, bytes]:
+    return {**files, "blobs.jsonl": b"".join(line + b"\n" for line in lines)}
+
+
 def flip_digit(body: bytes, key: bytes) -> bytes:
     """The body with the first digit after ``key`` changed: one byte, still JSON."""
     at = body.index(key) + len(key)
@@ -334,12 +364,36 @@ def test_an_honest_bundle_verifies_and_says_what_it_proves(world: World) -> None
     assert any(p.startswith("Existence") for p in report["proven"])
     assert any(p.startswith("Not proven") for p in report["proven"])
 
-    # What the bundle holds: each execution's files, its blobs and its governance document.
+    # What the bundle holds: each execution's events and record (its seal, and its ledger leaf
+    # with the inclusion proof), its blobs as lines of blobs.jsonl, its governance document.
     files = members(w.bundle)
+    assert not any(name.startswith("blobs/") or name.endswith("/proof.json") for name in files), sorted(files)
+    cp = open_checkpoint(files["checkpoint.txt"], Verifier.parse(w.pub.read_text()))
+    referenced: set[str] = set()
     for eid in (w.a, w.b):
-        assert {f"executions/{eid}/{f}" for f in ("record.json", "events.jsonl", "proof.json")} <= files.keys()
+        assert {events_file(eid), record_file(eid)} <= files.keys()
+        rec = record(files, eid)
+        ledger = rec["ledger"]
+        assert set(ledger) == {"index", "tree_size", "entry", "leaf_hash", "proof"}
+        assert ledger["tree_size"] == cp.size == 3 and ledger["index"] == [w.a, w.b].index(eid)
+        leaf = merkle.leaf_hash(ledger["entry"].encode())
+        assert leaf.hex() == ledger["leaf_hash"]
+        assert merkle.verify_inclusion(leaf, ledger["index"], cp.size, [bytes.fromhex(h) for h in ledger["proof"]],
+                                       cp.root)
+        assert json.loads(ledger["entry"])["last_hash"] == rec["seal"]["last_hash"]
+        referenced |= set(rec["blobs"])
     assert f"governance/{w.gv}.json" in files
-    assert f"blobs/{w.refund_output.removeprefix('sha256:')}" in files
+    lines = blob_lines(files)
+    digests = []
+    for line in lines:
+        item = orjson.loads(line)
+        assert canonical_json(item) == line  # each line is a canonical JSON object
+        assert set(item) == {"data", "digest", "size", "type"} and item["type"] in ("json", "text")
+        data = item["data"].encode()
+        assert item["digest"] == "sha256:" + hashlib.sha256(data).hexdigest() and item["size"] == len(data)
+        digests.append(item["digest"])
+    assert digests == sorted(set(digests)) and set(digests) == referenced  # each blob once, none missing
+    assert w.refund_output in digests
 
 
 def test_an_honest_bundle_extends_the_checkpoint_an_auditor_pinned(world: World) -> None:
@@ -386,22 +440,24 @@ def _last_event_changed(w: World, tmp_path: Path) -> tuple[Path, int]:
 
 
 def test_one_byte_of_the_last_event(world: World, tmp_path: Path) -> None:
-    """No later event names its hash: the seal (and the signed leaf) must catch it."""
+    """No later event names its hash: the seal (and the signed leaf) in record.json must catch
+    it, first naming the edited event, then the leaf, then the inclusion proof."""
     w = world
-    bad, _ = _last_event_changed(w, tmp_path)
-    failed(verify(w, bad), bad,
-           (where(f"executions/{w.a}/proof.json", w.a), "the ledger leaf does not match the events: "
-                                                        "events_root, last_hash differ"),
-           (where(f"executions/{w.a}/proof.json", w.a), "is not in the signed tree"),
-           (in_execution(f"executions/{w.a}/record.json", w.a), "the seal's"))  # events_root / last_hash
+    bad, last = _last_event_changed(w, tmp_path)
+    rec = record_file(w.a)
+    expected = [(where(rec, w.a, last), f"seq {last} was changed: it does not hash to the seal's last_hash"),
+                (where(rec, w.a), "the ledger leaf does not match the events: events_root, last_hash differ"),
+                (where(rec, w.a), "the execution's ledger leaf (rebuilt from its events) is not in the signed "
+                                  "tree: its inclusion proof does not reach the checkpoint root")]
+    lines = failed(verify(w, bad), bad, *expected)
+    assert [next(n for n, line in enumerate(lines) if words in line) for _, words in expected] == [0, 1, 2], lines
 
 
 def test_one_byte_of_the_last_event_is_located_at_its_seq(world: World, tmp_path: Path) -> None:
-    """PRODUCT BUG (execord/ledger/_verify.py, `_record` / `_leaf`): when the last event is
-    edited, every earlier event still chains, the count is the seal's, and only the last hash
-    differs, so the edited event is known to be seq N-1 (the store verifier says so:
-    "seal's last_hash is not the last event's hash" at seq N-1). The bundle verifier names no
-    seq at all: `_record` checks events_root before last_hash and neither failure gets a seq."""
+    """When the last event is edited, every earlier event still chains, the count is the seal's
+    and only the last hash differs, so the edited event is known to be seq N-1 (the store
+    verifier says so too). Regression: `_record` once checked events_root before last_hash and
+    gave neither failure a seq."""
     w = world
     bad, last = _last_event_changed(w, tmp_path)
     report = ok_json_failed(verify(w, bad, "--format", "json"))  # exit 1, ok false
@@ -411,10 +467,9 @@ def test_one_byte_of_the_last_event_is_located_at_its_seq(world: World, tmp_path
 
 
 def test_a_damaged_last_event_that_is_no_longer_json_fails_cleanly(world: World, tmp_path: Path) -> None:
-    """PRODUCT BUG (execord/ledger/_verify.py, `_execution`): after the chain check it runs
-    ``orjson.loads(bodies[-1])`` unguarded. One damaged byte in the last event that breaks its
-    JSON (here its closing brace) makes `execord verify` crash with "internal error
-    (JSONDecodeError …)" and exit 2 ("unusable"), instead of exit 1 naming the event."""
+    """One damaged byte that breaks the last event's JSON (here its closing brace): exit 1 naming
+    the event. Regression (execord/ledger/_verify.py, `_execution`): it once ran
+    ``orjson.loads(bodies[-1])`` unguarded and crashed with "internal error (JSONDecodeError …)"."""
     w = world
     files = members(w.bundle)
     evs = bodies(files, w.a)
@@ -428,16 +483,16 @@ def test_a_damaged_last_event_that_is_no_longer_json_fails_cleanly(world: World,
     assert any(line.startswith(f"FAIL {where(events_file(w.a), w.a, last)}: ") for line in lines), lines
 
 
-CHAIN_BUG = ("PRODUCT BUG (execord/record/_verify.py, `chain_from_bodies`): `_check_fast` tests prev_hash "
-             "before seq, so a deleted or reordered event is reported as 'seq k-1 was changed' (an intact "
-             "event) and the 'seq k is missing (deleted, or events reordered)' branch of `_explain` is "
+CHAIN_BUG = ("REGRESSION (execord/record/_verify.py, `chain_from_bodies`): `_check_fast` once tested prev_hash "
+             "before seq, so a deleted or reordered event was reported as 'seq k-1 was changed' (an intact "
+             "event) and the 'seq k is missing (deleted, or events reordered)' branch of `_explain` was "
              "unreachable.")
 
 
 def test_a_deleted_event(world: World, tmp_path: Path) -> None:
     """Exit 1 naming the execution and the seq that is gone.
 
-    PRODUCT BUG: see `CHAIN_BUG`; today the message blames seq k-1 instead."""
+    Regression: see `CHAIN_BUG` (the message once blamed seq k-1)."""
     w = world
     files = members(w.bundle)
     evs = bodies(files, w.a)
@@ -454,7 +509,7 @@ def test_a_deleted_event(world: World, tmp_path: Path) -> None:
 def test_two_events_swapped(world: World, tmp_path: Path) -> None:
     """Exit 1 naming the execution and the first seq out of order.
 
-    PRODUCT BUG: see `CHAIN_BUG`; today the message says seq k-1 was changed."""
+    Regression: see `CHAIN_BUG` (the message once said seq k-1 was changed)."""
     w = world
     files = members(w.bundle)
     evs = bodies(files, w.a)
@@ -484,7 +539,7 @@ def test_an_event_moved_to_another_execution(world: World, tmp_path: Path) -> No
     """Exit 1: the execution it was put in says it belongs to the other one; the one it was
     taken from says that seq is missing.
 
-    PRODUCT BUG: see `CHAIN_BUG`; today B's failure blames its intact seq k-1."""
+    Regression: see `CHAIN_BUG` (B's failure once blamed its intact seq k-1)."""
     w = world
     files = members(w.bundle)
     a, b = bodies(files, w.a), bodies(files, w.b)
@@ -551,24 +606,167 @@ def test_a_checkpoint_signed_by_another_key_with_the_same_name(world: World, tmp
 
 @pytest.mark.parametrize("fix_manifest", [True, False], ids=["manifest-fixed", "plain-damage"])
 def test_a_bundle_with_a_blob_missing(world: World, tmp_path: Path, fix_manifest: bool) -> None:
+    """The line of a blob only A refers to is removed from blobs.jsonl (and no erasure says why)."""
     w = world
     files = members(w.bundle)
-    name = f"blobs/{w.refund_output.removeprefix('sha256:')}"
-    del files[name]
-    bad = repack(files, tmp_path / "missing.zip", fix_manifest=fix_manifest)
-    expected = [(where(name, w.a), f"blob {w.refund_output} is missing and no erasure of it is recorded")]
+    lines = blob_lines(files)
+    del lines[blob_line_of(files, w.refund_output)]
+    bad = repack(with_blob_lines(files, lines), tmp_path / "missing.zip", fix_manifest=fix_manifest)
+    expected = [(where("blobs.jsonl", w.a), f"blob {w.refund_output} is missing and no erasure of it is recorded")]
     if not fix_manifest:
-        expected.append((name, "listed in the manifest but missing from the bundle (removed)"))
+        expected.append(("blobs.jsonl", "changed after export: its SHA-256 is not the manifest's"))
     failed(verify(w, bad), bad, *expected)
 
 
-def test_a_bundle_with_an_inclusion_proof_missing(world: World, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fix_manifest", [True, False], ids=["manifest-fixed", "plain-damage"])
+def test_a_bundle_with_a_blob_changed(world: World, tmp_path: Path, fix_manifest: bool) -> None:
+    """The bytes of the refund's output are edited in its line of blobs.jsonl: reported once,
+    at its line, not again as missing from the execution that refers to it."""
     w = world
     files = members(w.bundle)
-    name = f"executions/{w.b}/proof.json"
-    del files[name]
-    bad = repack(files, tmp_path / "noproof.zip", fix_manifest=True)
-    failed(verify(w, bad), bad, (where(name, w.b), "the execution's inclusion proof is missing"))
+    lines = blob_lines(files)
+    n = blob_line_of(files, w.refund_output)
+    item = orjson.loads(lines[n])
+    assert item["data"] == '"refunded 40 on A-1"'
+    lines[n] = canonical_json({**item, "data": '"refunded 4000 on A-1"', "size": item["size"] + 2})
+    bad = repack(with_blob_lines(files, lines), tmp_path / "changed.zip", fix_manifest=fix_manifest)
+    expected = [("blobs.jsonl", f"line {n + 1}: blob {w.refund_output} was changed: its bytes hash to "
+                                "something else")]
+    if not fix_manifest:
+        expected.append(("blobs.jsonl", "changed after export: its SHA-256 is not the manifest's"))
+    failed(verify(w, bad), bad, *expected)
+
+
+def test_a_bundle_with_a_blob_line_damaged(world: World, tmp_path: Path) -> None:
+    """A line of blobs.jsonl cut in half: the line is named, and the blob it held is missing."""
+    w = world
+    files = members(w.bundle)
+    lines = blob_lines(files)
+    n = blob_line_of(files, w.refund_output)
+    lines[n] = lines[n][:len(lines[n]) // 2]
+    bad = repack(with_blob_lines(files, lines), tmp_path / "damaged.zip", fix_manifest=True)
+    failed(verify(w, bad), bad,
+           ("blobs.jsonl", f"line {n + 1} is not a blob entry (damaged)"),
+           (where("blobs.jsonl", w.a), f"blob {w.refund_output} is missing and no erasure of it is recorded"))
+
+
+def test_a_blob_line_in_base64_verifies_like_its_text(world: World, tmp_path: Path) -> None:
+    """``data_base64`` (what the exporter writes for bytes that are not UTF-8) holds the same bytes."""
+    w = world
+    files = members(w.bundle)
+    lines = blob_lines(files)
+    n = blob_line_of(files, w.refund_output)
+    item = orjson.loads(lines[n])
+    data = item.pop("data").encode()
+    lines[n] = canonical_json({**item, "data_base64": base64.b64encode(data).decode()})
+    good = repack(with_blob_lines(files, lines), tmp_path / "base64.zip", fix_manifest=True)
+    assert "VERIFIED" in ok(verify(w, good))
+    # ... and base64 of other bytes is a changed blob.
+    lines[n] = canonical_json({**item, "data_base64": base64.b64encode(data + b" ").decode()})
+    bad = repack(with_blob_lines(files, lines), tmp_path / "base64-bad.zip", fix_manifest=True)
+    failed(verify(w, bad), bad, ("blobs.jsonl", f"line {n + 1}: blob {w.refund_output} was changed"))
+
+
+@pytest.mark.parametrize("case", ["planted-line", "size-lie"])
+def test_a_blob_line_nothing_checks_is_caught(world: World, tmp_path: Path, case: str) -> None:
+    """blobs.jsonl is part of what a VERIFIED bundle vouches for ("every content blob in the
+    bundle is the value the events refer to"), like the planted files of
+    `test_a_bundle_with_an_extra_file_listed_in_the_manifest`: a line the attacker adds (a
+    self-consistent blob no event names) or a line whose size is a lie must fail, naming
+    blobs.jsonl."""
+    w = world
+    files = members(w.bundle)
+    lines = blob_lines(files)
+    if case == "planted-line":
+        data = b'"refund approved by the CFO"'
+        lines.append(canonical_json({"data": data.decode(), "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
+                                     "size": len(data), "type": "json"}))
+    else:
+        n = blob_line_of(files, w.refund_output)
+        lines[n] = canonical_json({**orjson.loads(lines[n]), "size": 999})
+    bad = repack(with_blob_lines(files, lines), tmp_path / "blobs.zip", fix_manifest=True)
+    r = verify(w, bad)
+    clean(r)
+    assert r.returncode == 1, f"a bundle with a blob line nothing checks verified:\n{r.stdout}{r.stderr}"
+    assert any(line.startswith("FAIL blobs.jsonl") for line in fail_lines(r)), r.stderr
+
+
+def test_a_changed_record_is_named_even_when_the_events_are_gone(world: World, tmp_path: Path) -> None:
+    """Every listed file whose bytes are not the manifest's is named, as before the digest
+    checks of executions' files moved into the per-execution check."""
+    w = world
+    files = members(w.bundle)
+    del files[events_file(w.a)]
+    files[record_file(w.a)] = files[record_file(w.a)].replace(b'"succeeded"', b'"failed"')
+    bad = repack(files, tmp_path / "gone.zip", fix_manifest=False)
+    failed(verify(w, bad), bad,
+           (events_file(w.a), "listed in the manifest but missing from the bundle (removed)"),
+           (where(events_file(w.a), w.a), "the execution's events are missing"),
+           (record_file(w.a), "changed after export: its SHA-256 is not the manifest's"))
+
+
+def _drop(*path: str) -> Any:
+    def change(rec: dict[str, Any]) -> dict[str, Any]:
+        at = rec
+        for key in path[:-1]:
+            at = at[key]
+        del at[path[-1]]
+        return rec
+    return change
+
+
+@pytest.mark.parametrize("case", ["missing", "no-ledger", "no-proof", "no-entry", "no-seal"])
+def test_a_bundle_with_a_record_missing_or_malformed(world: World, tmp_path: Path, case: str) -> None:
+    """B's record.json (its seal, ledger leaf and inclusion proof) removed, or lacking a part."""
+    w = world
+    files = members(w.bundle)
+    name = record_file(w.b)
+    if case == "missing":
+        del files[name]
+        words = "the execution's record (its seal and inclusion proof) is missing"
+    else:
+        path = {"no-ledger": ("ledger",), "no-proof": ("ledger", "proof"), "no-entry": ("ledger", "entry"),
+                "no-seal": ("seal",)}[case]
+        files = with_record(files, w.b, _drop(*path)(record(files, w.b)))
+        words = "the record is malformed (no seal, or no ledger leaf and proof)"
+    bad = repack(files, tmp_path / "norecord.zip", fix_manifest=True)
+    failed(verify(w, bad), bad, (where(name, w.b), words))
+
+
+@pytest.mark.parametrize("fix_manifest", [True, False], ids=["manifest-fixed", "plain-damage"])
+def test_a_bundle_with_an_inclusion_proof_changed(world: World, tmp_path: Path, fix_manifest: bool) -> None:
+    """One hash of B's inclusion proof in record.json is changed: the leaf no longer reaches the root."""
+    w = world
+    files = members(w.bundle)
+    rec = record(files, w.b)
+    first = rec["ledger"]["proof"][0]
+    rec["ledger"]["proof"][0] = ("1" if first[0] != "1" else "2") + first[1:]
+    bad = repack(with_record(files, w.b, rec), tmp_path / "proof.zip", fix_manifest=fix_manifest)
+    expected = [(where(record_file(w.b), w.b), "the execution's ledger leaf (rebuilt from its events) is not in "
+                                               "the signed tree: its inclusion proof does not reach the checkpoint "
+                                               "root")]
+    if not fix_manifest:
+        expected.append((record_file(w.b), "changed after export: its SHA-256 is not the manifest's"))
+    failed(verify(w, bad), bad, *expected)
+
+
+@pytest.mark.parametrize("fix_manifest", [True, False], ids=["manifest-fixed", "plain-damage"])
+def test_a_bundle_with_the_ledger_leaf_or_seal_edited(world: World, tmp_path: Path, fix_manifest: bool) -> None:
+    """B's stated leaf and seal in record.json say "failed" instead of "succeeded": the leaf is
+    not the one rebuilt from the events (the inclusion proof of the rebuilt one still holds)."""
+    w = world
+    files = members(w.bundle)
+    rec = record(files, w.b)
+    assert '"status":"succeeded"' in rec["ledger"]["entry"]
+    rec["ledger"]["entry"] = rec["ledger"]["entry"].replace('"status":"succeeded"', '"status":"failed"')
+    rec["seal"]["event_count"] += 1
+    bad = repack(with_record(files, w.b, rec), tmp_path / "leaf.zip", fix_manifest=fix_manifest)
+    n = rec["seal"]["event_count"] - 1
+    expected = [(where(record_file(w.b), w.b), f"the seal counts {n + 1} events, {n} are in events.jsonl"),
+                (where(record_file(w.b), w.b), "the ledger leaf does not match the events: status differ")]
+    if not fix_manifest:
+        expected.append((record_file(w.b), "changed after export: its SHA-256 is not the manifest's"))
+    failed(verify(w, bad), bad, *expected)
 
 
 def test_a_bundle_with_an_extra_file(world: World, tmp_path: Path) -> None:
@@ -581,11 +779,11 @@ def test_a_bundle_with_an_extra_file(world: World, tmp_path: Path) -> None:
 
 
 def test_a_bundle_with_an_extra_file_listed_in_the_manifest(world: World, tmp_path: Path) -> None:
-    """PRODUCT BUG (execord/ledger/_verify.py, `verify_bundle` / `_files`): a file the attacker
-    adds *and* lists in the manifest, but that no checked execution refers to, is never looked
-    at, and the bundle still prints VERIFIED. Here it is a whole fake execution folder (not in
-    the manifest's ``executions``): an auditor unzipping the bundle reads it as part of a
-    verified record. Expected: exit 1 naming the unchecked file."""
+    """A file the attacker adds *and* lists in the manifest, but that no checked execution refers
+    to: here a whole fake execution folder (not in the manifest's ``executions``), which an
+    auditor unzipping the bundle would read as part of a verified record. Exit 1 naming the
+    unchecked file. Regression (execord/ledger/_verify.py, `verify_bundle` / `_files`): such a
+    file was once never looked at, and the bundle printed VERIFIED."""
     w = world
     files = members(w.bundle)
     fake = str(uuid.UUID(int=0x01A00000_0000_7000_8000_000000000000))
@@ -722,9 +920,30 @@ def test_unsafe_input_is_refused_and_nothing_is_written(world: World, tmp_path: 
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path.parent / "evil.txt").exists()
 
 
-def _deflate_bomb(path: Path, name: str, size: int) -> int:
-    """A zip whose one member inflates to ``size`` zero bytes, written from a deflate stream of
-    repeated fully-flushed blocks (what zlib makes of zeros, without compressing 2 GiB)."""
+@dataclass(frozen=True)
+class RawMember:
+    """A zip member written by hand: what the directory declares, and the deflate stream."""
+
+    name: str
+    crc: int
+    size: int                              # the uncompressed size the zip declares
+    parts: tuple[tuple[bytes, int], ...]   # the deflate stream, as (bytes, times repeated)
+
+    @property
+    def compressed(self) -> int:
+        return sum(len(data) * times for data, times in self.parts)
+
+
+def raw_member(name: str, data: bytes, *, crc: int | None = None) -> RawMember:
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return RawMember(name, zlib.crc32(data) if crc is None else crc, len(data),
+                     ((c.compress(data) + c.flush(), 1),))
+
+
+def zeros_member(name: str, size: int, *, declared: int | None = None) -> RawMember:
+    """A member that inflates to ``size`` zero bytes, as a deflate stream of repeated fully
+    flushed blocks (what zlib makes of zeros, without compressing gigabytes); the zip declares
+    ``declared`` bytes (the true size unless given)."""
     chunk = bytes(1 << 20)
     c = zlib.compressobj(9, zlib.DEFLATED, -15)
     block = c.compress(chunk) + c.flush(zlib.Z_FULL_FLUSH)
@@ -733,35 +952,103 @@ def _deflate_bomb(path: Path, name: str, size: int) -> int:
     crc = 0
     for _ in range(count):
         crc = zlib.crc32(chunk, crc)
-    data_len = len(block) * count + len(tail)
-    raw = name.encode()
-    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, data_len, size, len(raw), 0) + raw
-    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, data_len, size,
-                          len(raw), 0, 0, 0, 0, 0o644 << 16, 0) + raw
+    return RawMember(name, crc, size if declared is None else declared, ((block, count), (tail, 1)))
+
+
+def write_raw_zip(path: Path, entries: list[RawMember]) -> Path:
+    """A zip of these members, local headers and central directory packed by hand."""
+    central = b""
     with open(path, "wb") as fh:
-        fh.write(local)
-        for _ in range(count):
-            fh.write(block)
-        fh.write(tail)
-        offset = fh.tell()
+        for m in entries:
+            raw = m.name.encode()
+            offset = fh.tell()
+            fh.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, m.crc, m.compressed, m.size,
+                                 len(raw), 0) + raw)
+            for data, times in m.parts:
+                for _ in range(times):
+                    fh.write(data)
+            central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, m.crc, m.compressed,
+                                   m.size, len(raw), 0, 0, 0, 0, 0o644 << 16, offset) + raw
+        start = fh.tell()
         fh.write(central)
-        fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), offset, 0))
-    return data_len
+        fh.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(central), start, 0))
+    return path
 
 
-def test_a_decompression_bomb_is_refused(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def honest_with(w: World, extra: RawMember, *, listed: bool) -> list[RawMember]:
+    """The honest bundle's members and ``extra`` (listed in the manifest, with a made-up digest,
+    or not), the manifest first."""
+    files = members(w.bundle)
+    if listed:
+        manifest = orjson.loads(files["manifest.json"])
+        manifest["files"][extra.name] = "sha256:" + "0" * 64
+        files["manifest.json"] = orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    return [raw_member(name, data) for name, data in files.items()] + [extra]
+
+
+def verify_measured(w: World, bundle: Path) -> tuple[subprocess.CompletedProcess[str], int]:
+    """`verify` in a child process of its own, and the most memory it held (bytes, max RSS)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXECORD_")} | WIDE
+    args = [sys.executable, "-m", "execord", "verify", str(bundle), "--key", str(w.pub)]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(args, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        r = subprocess.CompletedProcess(args, child.returncode, out.read().decode(), err.read().decode())
+    return r, usage.ru_maxrss * 1024  # KiB on Linux
+
+
+LITTLE_MEMORY = 256 << 20  # far less than any of the members below inflates to
+
+
+@pytest.mark.parametrize("listed", [False, True], ids=["added", "listed"])
+@pytest.mark.parametrize("size", [2 << 30, 64 << 20], ids=["over-the-size-limit", "over-the-ratio"])
+def test_a_decompression_bomb_is_refused(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         size: int, listed: bool) -> None:
+    """A member that declares it inflates to 2 GiB (over the member limit) or 64 MiB from ~64 KiB
+    (over the ratio) is refused from its declared size: exit 2, before inflating any of it."""
     monkeypatch.chdir(tmp_path)
-    bomb = tmp_path / "bomb.zip"
-    compressed = _deflate_bomb(bomb, "blobs/zeros", 2 << 30)
+    name = "executions/zeros.bin"
+    bomb_member = zeros_member(name, size)
+    bomb = write_raw_zip(tmp_path / "bomb.zip", honest_with(world, bomb_member, listed=listed))
     assert bomb.stat().st_size < 4 << 20
-    with zipfile.ZipFile(bomb) as z:  # a well-formed zip: 2 GiB inside ~2 MiB
-        (info,) = z.infolist()
-        assert (info.file_size, info.compress_size) == (2 << 30, compressed)
+    with zipfile.ZipFile(bomb) as z:  # a well-formed zip: gigabytes (or 64 MiB) inside a few MiB
+        info = z.getinfo(name)
+        assert (info.file_size, info.compress_size) == (size, bomb_member.compressed)
         with z.open(info) as fh:
             assert fh.read(1 << 20) == bytes(1 << 20)
     before = _snapshot(tmp_path)
-    unusable(verify(world, bomb), bomb, "blobs/zeros expands past", "a decompression bomb?", "refused")
+    r, rss = verify_measured(world, bomb)
+    unusable(r, bomb, f"the bundle member {name} would expand to {size:,} bytes from {bomb_member.compressed:,} "
+                      "compressed (a decompression bomb?): refused")
     assert _snapshot(tmp_path) == before
+    if size > LITTLE_MEMORY:
+        assert rss < LITTLE_MEMORY, f"execord verify held {rss:,} bytes refusing a bomb: it inflated it"
+
+
+def test_a_member_that_inflates_past_its_declared_size_is_refused(world: World, tmp_path: Path) -> None:
+    """A bomb that lies: its directory says 1,000 bytes, its stream inflates to 2 GiB. Inflating
+    stops just past the declared size, and the member is refused as damaged (exit 2)."""
+    name = "executions/zeros.bin"
+    liar = write_raw_zip(tmp_path / "liar.zip",
+                         honest_with(world, zeros_member(name, 2 << 30, declared=1000), listed=True))
+    r, rss = verify_measured(world, liar)
+    unusable(r, liar, f"the bundle member {name} is damaged: its size or CRC is not the zip's")
+    assert rss < LITTLE_MEMORY, f"execord verify held {rss:,} bytes: it inflated the member past its declared size"
+
+
+def test_a_member_whose_crc_is_not_the_zips_is_refused(world: World, tmp_path: Path) -> None:
+    files = members(world.bundle)
+    entries = [raw_member(name, data, crc=zlib.crc32(data) ^ 1 if name == "checkpoint.txt" else None)
+               for name, data in files.items()]
+    damaged = write_raw_zip(tmp_path / "crc.zip", entries)
+    unusable(verify(world, damaged), damaged, "the bundle member checkpoint.txt is damaged: its size or CRC is not "
+                                              "the zip's")
+    # The same members with their true CRCs verify: only the CRC was wrong.
+    honest = write_raw_zip(tmp_path / "raw.zip", [raw_member(name, data) for name, data in files.items()])
+    assert "VERIFIED" in ok(verify(world, honest))
 
 
 # -- 5. erasure ---------------------------------------------------------------------------------
@@ -778,8 +1065,9 @@ def test_an_erased_blob_leaves_every_record_verifiable(world: World, tmp_path: P
     bundle = tmp_path / "after-erasure.zip"
     ok(ex("executions", "export", w.a, "--bundle", str(bundle), db=db))
     files = members(bundle)
-    assert f"blobs/{digest.removeprefix('sha256:')}" not in files
-    assert any(name.startswith("blobs/") for name in files)  # the other blobs are still there
+    kept = [orjson.loads(line)["digest"] for line in blob_lines(files)]
+    assert digest not in kept and digest not in files["blobs.jsonl"].decode()
+    assert set(kept) == set(record(files, w.a)["blobs"]) - {digest}  # the other blobs are still there
     (entry,) = orjson.loads(files["erasures.json"])
     assert (entry["digest"], entry["reason"]) == (digest, "GDPR 2291")
 
@@ -840,18 +1128,18 @@ def test_verify_store_catches_a_changed_ledger_node(world: World, tmp_path: Path
 
 
 def test_verify_store_catches_a_changed_ledger_node_off_the_root_path(world: World, tmp_path: Path) -> None:
-    """PRODUCT BUG (execord/ledger/_log.py, `verify_ledger`): it compares only `root_at(store,
-    size)` with the root of the leaves, and `root_at` reads only the perfect subtrees the root
-    is folded from (for 3 leaves: (1, 0) and (0, 2)). A changed node below them, here leaf 1's
-    (level 0, idx 1), passes `execord verify` ("OK"), yet `_log.inclusion` serves proofs from
-    it: every bundle of execution A exported from this store now fails verification."""
+    """A changed node below the perfect subtrees the root of 3 leaves is folded from ((1, 0) and
+    (0, 2)), here leaf 1's (level 0, idx 1): `_log.inclusion` serves proofs from it, so every
+    bundle of execution A exported from this store fails verification, and `execord verify`
+    on the store must fail too. Regression (execord/ledger/_log.py, `verify_ledger`): it once
+    compared only `root_at(store, size)` with the root of the leaves and said "OK"."""
     w = world
     db = copy_db(w, tmp_path / "node.db")
     _change_node(db, 0, 1)
     bundle = tmp_path / "from-corrupt-store.zip"
     ok(ex("executions", "export", w.a, "--bundle", str(bundle), db=db))
     failed(verify(w, bundle), bundle,
-           (where(f"executions/{w.a}/proof.json", w.a), "its inclusion proof does not reach the checkpoint root"))
+           (where(record_file(w.a), w.a), "its inclusion proof does not reach the checkpoint root"))
     _store_verify_fails_on_the_ledger(db)
 
 

@@ -323,6 +323,9 @@ def _verify_members(path: str, members: Members, key: Verifier | None, pinned: b
         named = _check_executions(ids, report)
     finally:
         _SHARED.clear()
+    for digest in sorted(blobs.keys() - {n[5:] for n in named if n.startswith("blob:")}):
+        report.failures.append(Failure("blobs.jsonl", f"blob {digest[:80]} belongs to no execution of the manifest, "
+                                                      "so nothing checks it (added after export)"))
     checked = set(_TOP) | named | per_execution
     for name in sorted(set(members) - checked):
         if _content_addressed(name, members[name]):
@@ -429,6 +432,9 @@ def _blobs(members: Mapping[str, bytes], report: BundleReport) -> dict[str, byte
                                                           "bytes hash to something else"))
             out[str(digest)] = None
             continue
+        if item.get("size") != len(data) or item.get("type") not in ("json", "text"):
+            report.failures.append(Failure("blobs.jsonl", f"line {n + 1}: blob {digest[:80]} states a size or "
+                                                          "type that is not its data's"))
         out[digest] = data
     return out
 
@@ -476,14 +482,17 @@ def _execution(members: Mapping[str, bytes], eid: str, cp: Checkpoint | None, er
     """Check one execution; append what fails; return how many of its events chained."""
     base = f"executions/{eid}/"
     events_file = base + "events.jsonl"
-    if events_file not in members:
-        failures.append(Failure(events_file, "the execution's events are missing", eid))
-        return 0
-    raw = members[events_file]
     listed = _SHARED["listed"]
     for name in (events_file, base + "record.json"):
         if name in listed and name in members and not _digest_ok(listed[name], members[name]):
             failures.append(Failure(name, "changed after export: its SHA-256 is not the manifest's"))
+    record = _parse_record(members, eid)
+    if isinstance(record, dict) and isinstance(record.get("blobs"), list):
+        named.update(f"blob:{d}" for d in record["blobs"] if isinstance(d, str))
+    if events_file not in members:
+        failures.append(Failure(events_file, "the execution's events are missing", eid))
+        return 0
+    raw = members[events_file]
     bodies = raw.split(b"\n")
     if bodies[-1] != b"":
         failures.append(Failure(events_file, "the last line does not end in a newline (cut short?)", eid))
@@ -492,6 +501,7 @@ def _execution(members: Mapping[str, bytes], eid: str, cp: Checkpoint | None, er
     digests = sorted({m.decode() for m in _BLOB.findall(raw)})
     versions = sorted({m.decode() for m in _GV.findall(raw)})
     named.update(f"governance/{v}.json" for v in versions)
+    named.update(f"blob:{d}" for d in digests)
     hashes, problem = chain_from_bodies(eid, bodies)
     if problem is not None:
         failures.append(Failure(events_file, problem.message, eid, problem.seq))
@@ -527,7 +537,7 @@ def _execution(members: Mapping[str, bytes], eid: str, cp: Checkpoint | None, er
     root = level[0]
     entry = ledger_entry(execution_id=eid, status=status, event_count=n, events_root=root, last_hash=hashes[-1],
                          governance_version=gv, sealed_at=sealed_at)
-    _record(members, eid, n, root, hashes[-1], entry, cp, failures)
+    _record(record, eid, n, root, hashes[-1], entry, cp, failures)
     for digest in digests:
         if digest in blobs:
             continue  # present (a changed one is reported once, from blobs.jsonl)
@@ -561,21 +571,30 @@ def _diff(stated: bytes, rebuilt: bytes) -> str:
         return "the stated leaf is not JSON"
 
 
-def _record(members: Mapping[str, bytes], eid: str, count: int, root: bytes, last: bytes, entry: bytes,
+def _parse_record(members: Mapping[str, bytes], eid: str) -> Any:
+    """record.json of an execution: its parsed object, None when missing, ... when not JSON."""
+    raw = members.get(f"executions/{eid}/record.json")
+    if raw is None:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return ...
+
+
+def _record(record: Any, eid: str, count: int, root: bytes, last: bytes, entry: bytes,
             cp: Checkpoint | None, failures: list[Failure]) -> None:
     """The seal and the ledger leaf in record.json against the events, and the leaf's inclusion proof."""
     name = f"executions/{eid}/record.json"
-    raw = members.get(name)
-    if raw is None:  # (Members.get reads through __getitem__)
+    if record is None:
         failures.append(Failure(name, "the execution's record (its seal and inclusion proof) is missing", eid))
         return
     try:
-        record = orjson.loads(raw)
         seal = record["seal"] or {}
         ledger = record["ledger"]
         stated = ledger["entry"].encode()
         index, size, path = ledger["index"], ledger["tree_size"], _hashes(ledger["proof"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         failures.append(Failure(name, "the record is malformed (no seal, or no ledger leaf and proof)", eid))
         return
     if seal.get("event_count") != count:
