@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,7 +52,7 @@ def keygen(
         return
     console.print(f"wrote {key} (private, mode 0600: keep it secret; the server and `ledger checkpoint` sign with it)")
     console.print(f"wrote {pub} (public: publish it; auditors verify bundles with it)")
-    console.print(signer.verifier.text(), markup=False)
+    console.print(signer.verifier.text(), markup=False, soft_wrap=True)
 
 
 def _remote(store: Any) -> bool:
@@ -87,7 +88,7 @@ def checkpoint(
     if fmt == "json":
         print_json(view)
         return
-    console.print(view["note"], end="", markup=False)
+    sys.stdout.write(view["note"])  # exactly as signed: a wrapped line would not verify
 
 
 @app.command("proof")
@@ -128,9 +129,9 @@ def proof(
         if k == "proof":
             console.print(f"{k}:", markup=False)
             for h in v:
-                console.print(f"  {h}", markup=False)
+                console.print(f"  {h}", markup=False, soft_wrap=True)
         else:
-            console.print(f"{k}: {v}", markup=False)
+            console.print(f"{k}: {v}", markup=False, soft_wrap=True)
 
 
 def _default_size(store: Any, size: int | None) -> int | None:
