@@ -35,6 +35,7 @@ import hashlib
 import os
 import pstats
 import random
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -168,6 +169,30 @@ def check(store: Any, ids: list[str], entries: list[bytes], rng: random.Random) 
 # -- the measurement ----------------------------------------------------------------------------
 
 
+def machine_busy_s() -> float:
+    """CPU seconds every process of this machine has used (all cores; idle and iowait excluded)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process and of its children that have been waited for."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+class Others:
+    """How many cores the rest of the machine used while a block ran."""
+
+    def __enter__(self) -> Others:
+        self.t0, self.m0, self.o0 = time.perf_counter(), machine_busy_s(), own_cpu_s()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self.t0
+        self.cores = max(0.0, (machine_busy_s() - self.m0) - (own_cpu_s() - self.o0)) / max(wall, 1e-9)
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(len(s) * q))]
@@ -217,6 +242,11 @@ def joined_nodes(store: Any) -> Callable[[Iterable[tuple[int, int]]], dict[tuple
     return ledger_nodes
 
 
+def busy(store: Any, others: Others) -> str:
+    who = "other processes (the PostgreSQL server included)" if store.backend == "postgres" else "other processes"
+    return f"{who} used {others.cores:.2f} of {os.cpu_count()} cores meanwhile"
+
+
 def measure(label: str, target: str, ids: list[str], entries: list[bytes], args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     store = open_store(target, create=False)
@@ -227,17 +257,23 @@ def measure(label: str, target: str, ids: list[str], entries: list[bytes], args:
                            [0, 1, 1, 2])
         print(f"  store.ledger_nodes plan: {' / '.join(str(r[-1]) for r in plan)}", flush=True)
         inc, con = proof_calls(store, ids, args.proofs + WARM_UP, rng)
-        results = [("inclusion(store, id, size)", timed(inc)[WARM_UP:]),
-                   ("consistency(store, old, size)", timed(con)[WARM_UP:])]
-        print(f"{label}: {len(ids):,} leaves, tree size {len(ids):,}, {args.proofs:,} proofs of each kind")
+        with Others() as others:
+            results = [("inclusion(store, id, size)", timed(inc)[WARM_UP:]),
+                       ("consistency(store, old, size)", timed(con)[WARM_UP:])]
+        print(f"{label}: {len(ids):,} leaves, tree size {len(ids):,}, {args.proofs:,} proofs of each kind "
+              f"({busy(store, others)})")
         for name, ms in results:
             print(line(name, ms), flush=True)
         if args.what_if:
             store.ledger_nodes = joined_nodes(store)  # type: ignore[method-assign]
             inc, con = proof_calls(store, ids, args.proofs + WARM_UP, rng)
-            print(f"{label}, what-if: ledger_nodes as WITH k(level, idx) AS (VALUES …) … JOIN ledger_nodes")
-            print(line("inclusion (what-if)", timed(inc)[WARM_UP:]))
-            print(line("consistency (what-if)", timed(con)[WARM_UP:]), flush=True)
+            with Others() as others:
+                results = [("inclusion (what-if)", timed(inc)[WARM_UP:]),
+                           ("consistency (what-if)", timed(con)[WARM_UP:])]
+            print(f"{label}, what-if: ledger_nodes as WITH k(level, idx) AS (VALUES …) … JOIN ledger_nodes "
+                  f"({busy(store, others)})")
+            for name, ms in results:
+                print(line(name, ms), flush=True)
             del store.ledger_nodes
         if args.profile:
             inc, con = proof_calls(store, ids, 20, rng)

@@ -12,7 +12,8 @@ with `write_bundle`, and times:
   imports included), ``--runs`` times: best and median;
 - `verify_bundle()` in process, ``--runs`` times: best and median.
 
-``--profile`` also runs `verify_bundle()` once under cProfile and prints where the time goes.
+``--profile`` also runs `verify_bundle()` in one process (no forked workers), timed and then
+under cProfile, and prints where the time goes.
 
     python benchmarks/verify_bundle.py [--executions 10000] [--events 20] [--runs 5] [--db PATH] [--profile]
 """
@@ -25,6 +26,7 @@ import hashlib
 import os
 import pstats
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -144,6 +146,30 @@ def build(path: str, executions: int, per_execution: int) -> list[str]:
     return ids
 
 
+def machine_busy_s() -> float:
+    """CPU seconds every process of this machine has used (all cores; idle and iowait excluded)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process and of its children that have been waited for."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+class Others:
+    """How many cores the rest of the machine used while a block ran."""
+
+    def __enter__(self) -> Others:
+        self.t0, self.m0, self.o0 = time.perf_counter(), machine_busy_s(), own_cpu_s()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self.t0
+        self.cores = max(0.0, (machine_busy_s() - self.m0) - (own_cpu_s() - self.o0)) / max(wall, 1e-9)
+
+
 def median_best(values: list[float]) -> tuple[float, float]:
     return min(values), statistics.median(values)
 
@@ -154,7 +180,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=20, help="events per execution (default 20)")
     ap.add_argument("--runs", type=int, default=5, help="timed runs of each (default 5)")
     ap.add_argument("--db", default=None, help="reuse (or create) the store at this path")
-    ap.add_argument("--profile", action="store_true", help="also profile verify_bundle() once (cProfile)")
+    ap.add_argument("--profile", action="store_true", help="also profile verify_bundle() in one process (cProfile)")
     args = ap.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="execord-bench-bundle-"))
     try:
@@ -201,30 +227,34 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     assert report.ok, [f.to_dict() for f in report.failures[:3]]
     events = report.events
     inproc = []
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        report = verify_bundle(str(bundle), key=verifier)
-        inproc.append(time.perf_counter() - t0)
-        assert report.ok
+    with Others() as others:
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            report = verify_bundle(str(bundle), key=verifier)
+            inproc.append(time.perf_counter() - t0)
+            assert report.ok
     best, med = median_best(inproc)
     print(f"verify_bundle() in process: {events:,} events, {report.executions:,} executions: best {best:.2f}s = "
-          f"{events / best:,.0f} events/s, median {med:.2f}s = {events / med:,.0f} events/s ({args.runs} runs)")
+          f"{events / best:,.0f} events/s, median {med:.2f}s = {events / med:,.0f} events/s ({args.runs} runs; "
+          f"other processes used {others.cores:.2f} of {os.cpu_count()} cores meanwhile)")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXECORD_")}
     cmd = [sys.executable, "-m", "execord", "verify", str(bundle), "--key", str(pub)]
     walls, inner = [], []
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        walls.append(time.perf_counter() - t0)
-        if out.returncode != 0:
-            raise SystemExit(f"`execord verify` exited {out.returncode}\n{out.stdout}\n{out.stderr}")
-        m = re.search(r"in ([0-9.]+)s", out.stdout)
-        if m:
-            inner.append(float(m.group(1)))
+    with Others() as others:
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            walls.append(time.perf_counter() - t0)
+            if out.returncode != 0:
+                raise SystemExit(f"`execord verify` exited {out.returncode}\n{out.stdout}\n{out.stderr}")
+            m = re.search(r"in ([0-9.]+)s", out.stdout)
+            if m:
+                inner.append(float(m.group(1)))
     best, med = median_best(walls)
     print(f"`execord verify BUNDLE --key PUB` end to end (process start included): best {best:.2f}s = "
-          f"{events / best:,.0f} events/s, median {med:.2f}s = {events / med:,.0f} events/s ({args.runs} runs)")
+          f"{events / best:,.0f} events/s, median {med:.2f}s = {events / med:,.0f} events/s ({args.runs} runs; "
+          f"other processes used {others.cores:.2f} of {os.cpu_count()} cores meanwhile)")
     if inner:
         print(f"  of which verification as the CLI reports it: median {statistics.median(inner):.2f}s; "
               f"start, imports and output: median {med - statistics.median(inner):.2f}s")
@@ -236,12 +266,26 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     print(f"target: >= {TARGET:,} events/s end to end: {verdict} (median {events / med:,.0f})")
 
     if args.profile:
-        prof = cProfile.Profile()
-        prof.enable()
-        verify_bundle(str(bundle), key=verifier)
-        prof.disable()
-        print("\ncProfile of one verify_bundle() (tottime, top 20):")
-        pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(20)
+        # In one process, so cProfile sees the work verify_bundle otherwise shares out to
+        # forked workers (it does so from _PARALLEL_MIN executions on).
+        from execord.ledger import _verify
+
+        saved = getattr(_verify, "_PARALLEL_MIN", None)
+        _verify._PARALLEL_MIN = 1 << 62  # type: ignore[attr-defined]
+        try:
+            t0 = time.perf_counter()
+            verify_bundle(str(bundle), key=verifier)
+            serial = time.perf_counter() - t0
+            prof = cProfile.Profile()
+            prof.enable()
+            verify_bundle(str(bundle), key=verifier)
+            prof.disable()
+        finally:
+            if saved is not None:
+                _verify._PARALLEL_MIN = saved  # type: ignore[attr-defined]
+        print(f"\nverify_bundle() in one process (no workers): {serial:.2f}s = {events / serial:,.0f} events/s")
+        print("cProfile of it (tottime, top 25):")
+        pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(25)
 
 
 if __name__ == "__main__":
