@@ -34,7 +34,6 @@ import hashlib
 import os
 import pstats
 import random
-import resource
 import shutil
 import sqlite3
 import statistics
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from _load import Others
 
 from execord.ledger import _log, merkle
 from execord.record import format_ts, ledger_entry
@@ -166,30 +166,6 @@ def check(store: Any, ids: list[str], entries: list[bytes], rng: random.Random) 
 
 
 # -- the measurement ----------------------------------------------------------------------------
-
-
-def machine_busy_s() -> float:
-    """CPU seconds every process of this machine has used (all cores; idle and iowait excluded)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_s() -> float:
-    """CPU seconds of this process and of its children that have been waited for."""
-    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
-
-
-class Others:
-    """How many cores the rest of the machine used while a block ran."""
-
-    def __enter__(self) -> Others:
-        self.t0, self.m0, self.o0 = time.perf_counter(), machine_busy_s(), own_cpu_s()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        wall = time.perf_counter() - self.t0
-        self.cores = max(0.0, (machine_busy_s() - self.m0) - (own_cpu_s() - self.o0)) / max(wall, 1e-9)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_store import Chain, _ended
+from test_store import Chain, _ended, _Raw
 
 from execord.errors import ChainError, InvalidInput, LedgerError, NotFound, StoreError
 from execord.ledger import _log, _tree, merkle
@@ -41,18 +41,9 @@ LEDGER_TABLES = ("ledger", "ledger_nodes", "checkpoints", "erasures")
 # -- helpers ----------------------------------------------------------------------------------
 
 
-class Raw:
-    """A plain driver connection beside a store: what an operator with SQL access could do.
-    Statements use ``?`` placeholders on both backends."""
-
-    def __init__(self, store: Any):
-        self.backend = store.backend
-        if self.backend == "sqlite":
-            self.conn: Any = sqlite3.connect(store.path, isolation_level=None)
-        else:
-            import psycopg
-
-            self.conn = psycopg.connect(store.url, autocommit=True)
+class Raw(_Raw):
+    """`test_store._Raw` (a plain driver connection beside a store), with the driver's own
+    errors left as they are, and the switches a test of the ledger needs."""
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         if self.backend == "postgres":
