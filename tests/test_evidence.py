@@ -986,18 +986,29 @@ def honest_with(w: World, extra: RawMember, *, listed: bool) -> list[RawMember]:
     return [raw_member(name, data) for name, data in files.items()] + [extra]
 
 
+# The child's peak memory, measured by a small Python process that starts it. Linux counts in a
+# child's max RSS the memory of the process that forked it, at the moment of the exec: measured
+# from the pytest process itself (hundreds of MiB late in a full run) the figure says nothing.
+_MEASURE = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss * 1024))  # KiB on Linux
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def verify_measured(w: World, bundle: Path) -> tuple[subprocess.CompletedProcess[str], int]:
     """`verify` in a child process of its own, and the most memory it held (bytes, max RSS)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXECORD_")} | WIDE
     args = [sys.executable, "-m", "execord", "verify", str(bundle), "--key", str(w.pub)]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        child = subprocess.Popen(args, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        r = subprocess.CompletedProcess(args, child.returncode, out.read().decode(), err.read().decode())
-    return r, usage.ru_maxrss * 1024  # KiB on Linux
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_file = Path(tmp) / "rss"
+        r = subprocess.run([sys.executable, "-c", _MEASURE, str(rss_file), *args],
+                           capture_output=True, text=True, env=env)
+        rss = int(rss_file.read_text())
+    return subprocess.CompletedProcess(args, r.returncode, r.stdout, r.stderr), rss
 
 
 LITTLE_MEMORY = 256 << 20  # far less than any of the members below inflates to
