@@ -60,6 +60,7 @@ def init(
     spool_fsync: str | None = None,
     heartbeat_s: int | None = None,
     flush_at_exit_s: int | None = None,
+    integrations: str | list[str] | tuple[str, ...] | None = None,
 ) -> Execord:
     """Configure the default recorder. Every argument falls back to its ``EXECORD_*``
     environment variable, then to its default (docs/sdk.md lists them).
@@ -88,6 +89,9 @@ def init(
             ``"interval"`` (fsync every ``flush_interval_ms``).
         heartbeat_s: seconds between heartbeats (how soon a cancel arrives).
         flush_at_exit_s: server mode: how long to wait at exit for the spool to ship.
+        integrations: which installed LLM clients and agent frameworks to instrument
+            (``EXECORD_INTEGRATIONS``): ``"auto"`` (default, all), ``"none"``, or names, where
+            ``"-name"`` switches one off (docs/integrations.md).
 
     Returns:
         The configured `Execord`.
@@ -104,9 +108,12 @@ def init(
         flush_interval_ms=flush_interval_ms, lease_s=lease_s, busy_timeout_ms=busy_timeout_ms,
         capture=capture, max_value_bytes=max_value_bytes, governance=governance, url=url, api_key=api_key,
         spool_dir=spool_dir, spool_max_bytes=spool_max_bytes, spool_fsync=spool_fsync, heartbeat_s=heartbeat_s,
-        flush_at_exit_s=flush_at_exit_s,
+        flush_at_exit_s=flush_at_exit_s, integrations=integrations,
     )
     _eng.set_default(engine)
+    from . import integrations as _integrations
+
+    _integrations.instrument(() if engine.disabled else engine.settings["integrations"])
     return engine
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import execord
+from execord import integrations
 from execord.runtime import Execord, set_default
 from execord.store import SQLiteStore, open_store
 
@@ -70,6 +71,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None
     monkeypatch.chdir(tmp_path)
     yield
     set_default(None)
+    integrations.uninstrument()  # init() patched the installed LLM clients: put them back
 
 
 @pytest.fixture

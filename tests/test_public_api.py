@@ -53,6 +53,7 @@ PUBLIC_API = {
         "RecordError", "RootMismatch", "SchemaTooNew", "SeqConflict", "ServerUnavailable", "StoreError",
         "StoreUnavailable", "Unauthorized", "VerificationError",
     ],
+    "execord.integrations": ["INTEGRATIONS", "active", "chosen", "installed", "instrument", "uninstrument"],
     "execord.server": ["BodyLimit", "Limits", "METRIC_NAMES", "Principal", "ServerSettings", "create_app"],
 }
 

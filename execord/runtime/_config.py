@@ -44,6 +44,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("spool_max_bytes", "EXECORD_SPOOL_MAX_BYTES", int, 256 * 1024 * 1024, "Server mode: the most unshipped bytes the spool holds; past it, governed actions stop with RecordError."),
     Setting("spool_fsync", "EXECORD_SPOOL_FSYNC", str, "always", "Server mode: always: each request event is fsynced to the spool before the action runs (survives a power loss). interval: written before the action (survives a crash of the process, like the embedded store) and fsynced every flush_interval_ms."),
     Setting("heartbeat_s", "EXECORD_HEARTBEAT_S", int, 2, "Seconds between heartbeats (at most a third of lease_s): how soon a cancel reaches the agent."),
+    Setting("integrations", "EXECORD_INTEGRATIONS", list, ("auto",), "Which installed LLM clients and agent frameworks init() instruments: auto (all), none, or names, comma-separated; -name switches one off (auto,-langchain)."),
     Setting("flush_at_exit_s", "EXECORD_FLUSH_AT_EXIT_S", int, 5, "Server mode: how long the process waits at exit for the spool to reach the server."),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -109,3 +110,9 @@ def _validate(v: dict[str, Any]) -> None:
     if isinstance(v["roles"], str):
         v["roles"] = tuple(p.strip() for p in v["roles"].split(",") if p.strip())
     v["roles"] = tuple(v["roles"])
+    if isinstance(v["integrations"], str):
+        v["integrations"] = tuple(p.strip() for p in v["integrations"].split(","))
+    v["integrations"] = tuple(v["integrations"]) or ("none",)
+    from ..integrations import chosen
+
+    chosen(v["integrations"])  # an unknown name is a ConfigError now, not at the first call

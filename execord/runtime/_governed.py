@@ -330,6 +330,18 @@ def _window_start(period: str, now: int) -> int:
     return int(start.timestamp()) * 1_000_000
 
 
+def llm_variables(step: dict[str, Any], value: Any, *, response: bool) -> dict[str, Any]:
+    """The ``llm`` rule variables of an LLM step, from its ``provider``, ``model`` and
+    ``params`` (a step.started's attrs) and the value the phase sees (DESIGN §5)."""
+    params = step.get("params") or {}
+    if not response and isinstance(value, dict) and isinstance(value.get("messages"), list):
+        value = value["messages"]  # an input of {"messages": [...], …}: the messages are the prompt
+    limit = params.get("max_tokens") or params.get("max_completion_tokens") or params.get("max_output_tokens")
+    return {"provider": step.get("provider") or "", "model": step.get("model") or "", "params": params,
+            "max_tokens": limit if isinstance(limit, int) and not isinstance(limit, bool) else 0,
+            ("response" if response else "messages"): value}
+
+
 def action_digest(action: dict[str, Any]) -> str:
     """SHA-256 of the exact action awaiting approval (DESIGN §3), as ``sha256:<hex>``."""
     return "sha256:" + hashlib.sha256(canonical_json(action)).hexdigest()

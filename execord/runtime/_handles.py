@@ -60,7 +60,7 @@ class StepHandle:
 
     __slots__ = (
         "id", "kind", "name", "parent_step_id", "execution", "_t0", "output", "has_output",
-        "usage", "cost_micros", "price_source", "ended", "input",
+        "usage", "cost_micros", "price_source", "ended", "input", "request_decision",
     )
 
     def __init__(self, execution: ExecutionHandle, step_id: str, kind: str, name: str, parent_step_id: str | None):
@@ -77,6 +77,7 @@ class StepHandle:
         self.price_source: str | None = None
         self.ended = False
         self.input: Any = None
+        self.request_decision: Any = None  # the request phase's Decision, when one was made
 
     def set_output(self, value: Any) -> None:
         """Record ``value`` as the step's output (a context-managed step has no return value)."""

@@ -23,7 +23,7 @@ from ..record import (
     parse_ts,
 )
 from ..store import ExecutionFilter, blob_value
-from ._governed import load_pinned
+from ._governed import llm_variables, load_pinned
 from ._steps import _default_prices
 
 
@@ -95,11 +95,8 @@ def _context(store: Any, static: dict[str, Any], decision: Event, steps: dict[st
             ctx["tool"] = {"name": st["name"], "args": None, "result": None, ("result" if response else "args"): value}
             projection = {} if response else {"tool_calls": 1, "steps": 1}
         elif st["kind"] == "llm":
-            params = st.get("params") or {}
-            max_tokens = int(params.get("max_tokens") or params.get("max_completion_tokens") or 0)
-            ctx["llm"] = {"provider": st.get("provider") or "", "model": st.get("model") or "", "params": params,
-                          "max_tokens": max_tokens, "messages": None, "response": None,
-                          ("response" if response else "messages"): value}
+            ctx["llm"] = {"messages": None, "response": None, **llm_variables(st, value, response=response)}
+            max_tokens = ctx["llm"]["max_tokens"]
             projection = {} if response else {"llm_calls": 1, "steps": 1, "output_tokens": max_tokens}
             if not response and st.get("model"):
                 # The same projection the runtime made: the price of max_tokens of output.

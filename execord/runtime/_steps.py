@@ -33,7 +33,7 @@ from ..record import (
     uuid7,
 )
 from ._capture import to_jsonable
-from ._governed import action_digest, recorded_inputs
+from ._governed import action_digest, llm_variables, recorded_inputs
 
 if TYPE_CHECKING:
     from ._handles import ExecutionHandle, StepHandle
@@ -105,11 +105,7 @@ class GovernedSteps:
         if kind == "tool":
             return self.gov.context(step=step, tool={"name": name, ("result" if response else "args"): plain})
         if kind == "llm":
-            e = extra or {}
-            params = e.get("params") or {}
-            llm = {"provider": e.get("provider") or "", "model": e.get("model") or "", "params": params,
-                   "max_tokens": int(params.get("max_tokens") or params.get("max_completion_tokens") or 0),
-                   ("response" if response else "messages"): plain}
+            llm = llm_variables(extra or {}, plain, response=response)
             return self.gov.context(step=step, llm=llm)
         return self.gov.context(step=step)
 
@@ -190,6 +186,7 @@ class GovernedSteps:
                 attrs_extra["redactions"] = redactions
             step = self.start_step(kind, name, redacted, parent, step_id, attrs_extra or None, barrier=decision is None)
             step.input = redacted
+            step.request_decision = decision
             if decision is None:
                 self._reserve(step, +1)
                 return step, redacted, None
@@ -323,7 +320,8 @@ class GovernedSteps:
         if step.kind == "llm" and step.usage is not None and step.cost_micros is None:
             u = step.usage
             cost, source = self._price(extra, u["input_tokens"], u["output_tokens"],
-                                       cached_input_tokens=u["cached_input_tokens"])
+                                       cached_input_tokens=u["cached_input_tokens"],
+                                       reasoning_tokens=u["reasoning_tokens"])
             step.cost_micros, step.price_source = cost, source
         self._count(step)
         gov = self.gov
