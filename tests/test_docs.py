@@ -19,6 +19,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -81,15 +82,25 @@ def test_the_docs_have_python_examples() -> None:
     assert {p.values[0].name for p in PYTHON_BLOCKS} >= {"sdk.md", "record.md", "README.md"}
 
 
+@pytest.fixture(scope="module")
+def llm_apis() -> Iterator[dict[str, str]]:
+    """A local stand-in for the OpenAI and Anthropic APIs, and the variables that point the
+    official clients at it: what the examples of integrations.md talk to."""
+    from _fake_llm import serve
+
+    with serve() as env:
+        yield env
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("path", "line", "body"), PYTHON_BLOCKS)
-def test_python_example_runs(path: Path, line: int, body: str, tmp_path: Path) -> None:
+def test_python_example_runs(path: Path, line: int, body: str, tmp_path: Path, llm_apis: dict[str, str]) -> None:
     if body.lstrip().startswith(NO_RUN):
         pytest.skip(f"{_rel(path)}:{line} is marked {NO_RUN!r}")
     script = tmp_path / "example.py"
     script.write_text(body, encoding="utf-8")
     r = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=_clean_env(), capture_output=True,
+        [sys.executable, str(script)], cwd=tmp_path, env=_clean_env(**llm_apis), capture_output=True,
         text=True, timeout=120, stdin=subprocess.DEVNULL,
     )
     assert r.returncode == 0, (
