@@ -725,3 +725,19 @@ def test_replicas_erasing_the_same_blob_at_once_erase_it_once(pg_url: str) -> No
 def test_the_losers_of_an_erasure_race_are_told_it_was_already_erased(pg_url: str) -> None:
     _, refused, _ = _erase_race(pg_url)
     assert all(isinstance(exc, InvalidInput) and "already erased" in str(exc) for exc in refused), refused
+
+
+def test_the_one_statement_inclusion_read_names_every_subtree_a_proof_needs() -> None:
+    """PostgreSQL reads an inclusion proof's subtrees in one statement, before it knows the
+    leaf's plan: the siblings of the leaf's ancestors and the right edge's perfect subtrees
+    (`PostgresStore.ledger_inclusion_nodes`). Every plan of every leaf in trees of up to 300
+    leaves is inside that set."""
+    from execord.ledger import _tree
+
+    for size in range(1, 301):
+        edge = {(lv, (size >> lv) - 1) for lv in range(size.bit_length()) if (size >> lv) & 1}
+        assert set(_tree.root_plan(size)) <= edge
+        for index in range(size):
+            read = edge | {(lv, (index >> lv) ^ 1) for lv in range(size.bit_length())}
+            plan = {k for ks in _tree.inclusion_plan(index, size) for k in ks}
+            assert plan <= read, (index, size, sorted(plan - read))

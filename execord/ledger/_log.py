@@ -22,7 +22,10 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
 def _size(store: Any, size: int | None) -> int:
-    current = store.ledger_size()
+    return _check_size(store.ledger_size(), size)
+
+
+def _check_size(current: int, size: int | None) -> int:
     if size is None:
         return current
     if not 0 <= size <= current:
@@ -47,17 +50,19 @@ def inclusion(store: Any, execution_id: str, size: int | None = None) -> dict[st
         NotFound: no such execution.
         LedgerError: it is not sealed yet, or its leaf is past ``size``.
     """
-    leaf = store.ledger_leaf(execution_id)
-    if leaf is None:
+    def wanted(index: int, size: int) -> set[_tree.Key]:
+        return {k for ks in _tree.inclusion_plan(index, size) for k in ks} | set(_tree.root_plan(size))
+
+    read = store.ledger_inclusion_nodes(execution_id, size, wanted)
+    if read is None:
         store.get_execution(execution_id)  # NotFound when there is no such execution
         raise LedgerError(f"execution {execution_id} is not sealed yet: only sealed executions have a ledger leaf")
-    index, entry = leaf
-    size = _size(store, size)
+    index, entry, current, nodes = read
+    size = _check_size(current, size)
     if index >= size:
         raise LedgerError(f"execution {execution_id} is leaf {index}, after the tree of size {size}")
     plan = _tree.inclusion_plan(index, size)
     root_keys = _tree.root_plan(size)
-    nodes = store.ledger_nodes({k for ks in plan for k in ks} | set(root_keys))
     return {
         "execution_id": execution_id,
         "index": index,
@@ -71,13 +76,15 @@ def inclusion(store: Any, execution_id: str, size: int | None = None) -> dict[st
 
 def consistency(store: Any, old_size: int, new_size: int | None = None) -> dict[str, Any]:
     """The consistency proof from the tree of ``old_size`` leaves to ``new_size``."""
-    new_size = _size(store, new_size)
+    if new_size is None:
+        new_size = store.ledger_size()
     if not 0 <= old_size <= new_size:
         raise LedgerError(f"a consistency proof goes from a smaller tree to a larger one: {old_size} → {new_size}")
     plan = _tree.consistency_plan(old_size, new_size)
     old_keys = _tree.root_plan(old_size)
     new_keys = _tree.root_plan(new_size)
-    nodes = store.ledger_nodes({k for ks in plan for k in ks} | set(old_keys) | set(new_keys))
+    current, nodes = store.ledger_size_and_nodes({k for ks in plan for k in ks} | set(old_keys) | set(new_keys))
+    _check_size(current, new_size)
     return {
         "from": old_size,
         "to": new_size,

@@ -10,7 +10,7 @@ any proof is a single read of at most 2·log2(n) stored hashes (`execord.ledger`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..errors import InvalidInput, NotFound, StoreError
@@ -121,6 +121,23 @@ class LedgerTables:
                               " JOIN ledger_nodes n ON n.level = k.level AND n.idx = k.idx", params)
             out.update(((int(lv), int(ix)), bytes(h)) for lv, ix, h in rows)
         return out
+
+    def ledger_inclusion_nodes(self, execution_id: str, size: int | None,
+                               keys: Callable[[int, int], set[tuple[int, int]]]) -> tuple[int, bytes, int, dict[tuple[int, int], bytes]] | None:
+        """What an inclusion proof reads: (leaf index, entry, ledger size, the subtrees
+        ``keys(index, size)`` names), or None when the execution has no leaf.
+        ``size`` None is the ledger's size. (PostgreSQL reads it all in one statement.)"""
+        leaf = self.ledger_leaf(execution_id)
+        if leaf is None:
+            return None
+        current = self.ledger_size()
+        wanted = current if size is None else size
+        nodes = self.ledger_nodes(keys(leaf[0], wanted)) if 0 <= leaf[0] < wanted <= current else {}
+        return leaf[0], leaf[1], current, nodes
+
+    def ledger_size_and_nodes(self, keys: Iterable[tuple[int, int]]) -> tuple[int, dict[tuple[int, int], bytes]]:
+        """The ledger's size and these subtrees, read together (one statement on PostgreSQL)."""
+        return self.ledger_size(), self.ledger_nodes(keys)
 
     # -- checkpoints ---------------------------------------------------------------------------
 

@@ -161,6 +161,28 @@ class PostgresStore(SQLStore):
                 raise
             raise mapped from exc
 
+    # -- ledger proofs in one round trip ---------------------------------------------------------
+
+    def ledger_inclusion_nodes(self, execution_id: str, size: int | None,
+                               keys: Any) -> tuple[int, bytes, int, dict[tuple[int, int], bytes]] | None:
+        """One statement: the leaf, the ledger's size, and every subtree an inclusion proof of
+        that leaf can name. Those are, at each level l, the sibling of the leaf's ancestor,
+        ``(l, (index >> l) ^ 1)``, and the perfect subtrees of the tree's right edge, ``(l,
+        (size >> l) - 1)`` for each bit l set in ``size`` (a partial sibling always ends at
+        the tree's right edge, so it is made of those). About 2 log2(size) rows."""
+        rows = self._read(_INCLUSION_SQL, (execution_id, size))
+        if not rows:
+            return None
+        index, entry, current = int(rows[0][0]), bytes(rows[0][1]), int(rows[0][2])
+        return index, entry, current, {(int(r[3]), int(r[4])): bytes(r[5]) for r in rows if r[5] is not None}
+
+    def ledger_size_and_nodes(self, keys: Any) -> tuple[int, dict[tuple[int, int], bytes]]:
+        """One statement: the ledger's size and these subtrees."""
+        keys = list(keys)
+        rows = self._read(_NODES_SQL, ([k[0] for k in keys], [k[1] for k in keys]))
+        current = int(rows[0][0])
+        return current, {(int(r[1]), int(r[2])): bytes(r[3]) for r in rows if r[3] is not None}
+
     def _lock_executions(self, c: _Conn, execution_ids: Sequence[str]) -> None:
         # Volatile functions in the target list run after ORDER BY: the locks are taken in
         # id order, so two transactions can never wait on each other in a cycle.
@@ -209,3 +231,23 @@ def _custom_plans(conn: psycopg.Connection[Any]) -> None:
 def _redact_url(url: str) -> str:
     """A connection URL without its password, fit for a message."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+_INCLUSION_SQL = """
+WITH leaf AS (SELECT idx, entry FROM ledger WHERE execution_id = ?),
+     cur AS (SELECT coalesce(max(idx) + 1, 0) AS n FROM ledger),
+     want AS (SELECT coalesce(?::bigint, cur.n) AS n FROM cur),
+     k AS (SELECT l AS level, (leaf.idx >> l) # 1 AS idx FROM leaf, want, generate_series(0, 62) AS l
+           WHERE (want.n >> l) > 0
+           UNION
+           SELECT l, (want.n >> l) - 1 FROM want, generate_series(0, 62) AS l WHERE ((want.n >> l) & 1) = 1)
+SELECT leaf.idx, leaf.entry, cur.n, k.level, k.idx, nd.hash
+FROM leaf CROSS JOIN cur LEFT JOIN k ON true LEFT JOIN ledger_nodes nd ON nd.level = k.level AND nd.idx = k.idx
+"""
+
+_NODES_SQL = """
+SELECT (SELECT coalesce(max(idx) + 1, 0) FROM ledger), k.level, k.idx, nd.hash
+FROM (SELECT 1) AS one
+LEFT JOIN unnest(?::integer[], ?::bigint[]) AS k(level, idx) ON true
+LEFT JOIN ledger_nodes nd ON nd.level = k.level AND nd.idx = k.idx
+"""
