@@ -406,3 +406,27 @@ def test_the_example_runs_offline_and_records_its_calls(tmp_path: Path) -> None:
         assert run["id"] in r.stdout
     finally:
         store.close()
+
+
+def test_a_call_inside_another_integration_s_llm_step_sends_what_that_step_redacted(
+        governed: Any, client: openai.OpenAI, fake: FakeOpenAI) -> None:
+    """A framework's chat model wrapping the OpenAI client: one step (the framework's), and the
+    request the client sends is masked by that step's decision."""
+    from execord.integrations import _base
+
+    ex = governed("""
+        policies:
+          - id: mask-email
+            on: [llm.request]
+            effect: redact
+            detectors: [email]
+    """)
+    with execord.execution("support") as run:
+        outer = _base.begin("llm", "framework.chat", {"messages": ASK}, integration="framework",
+                            provider="openai", model=MODEL)
+        assert outer is not None
+        with outer.running():
+            client.chat.completions.create(model=MODEL, messages=ASK)
+        outer.ok({"content": "done"})
+    assert fake.bodies[0]["messages"][0]["content"] == "Where is order A-1001? Reply to [REDACTED:email]"
+    assert [s["name"] for s in llm_steps(ex, run.id)] == ["framework.chat"]
