@@ -11,7 +11,7 @@ name               library               what becomes a step
 ``anthropic``      ``anthropic``         ``messages.create``, ``messages.stream``
 ``langchain``      ``langchain_core``    chains, chat models and tools (LangGraph too)
 ``openai_agents``  ``agents``            agent runs, function tools, handoffs
-``mcp``            ``mcp``               ``ClientSession.call_tool``
+``mcp``            ``mcp``               ``Client.call_tool``, ``ClientSession.call_tool``
 =================  ====================  ==================================================
 
 Switch them with the ``integrations`` setting (``EXECORD_INTEGRATIONS``): ``auto`` (the
