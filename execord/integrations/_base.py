@@ -87,6 +87,7 @@ class Usage:
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # the part of cache_write_tokens written with a 1-hour TTL (Anthropic)
 
 
 def _whole(value: Any) -> int:
@@ -156,12 +157,14 @@ class Call:
         if usage is None or self.step.usage is not None:
             return
         u = Usage(*(_whole(getattr(usage, f)) for f in ("input_tokens", "output_tokens", "cached_input_tokens",
-                                                        "reasoning_tokens", "cache_write_tokens")))
+                                                        "reasoning_tokens", "cache_write_tokens",
+                                                        "cache_write_1h_tokens")))
         cost: int | None
         try:
             cost, source = self.execution._price(
                 self.extra, u.input_tokens, u.output_tokens, cached_input_tokens=u.cached_input_tokens,
-                reasoning_tokens=u.reasoning_tokens, cache_write_tokens=u.cache_write_tokens)
+                reasoning_tokens=u.reasoning_tokens, cache_write_tokens=u.cache_write_tokens,
+                cache_write_1h_tokens=u.cache_write_1h_tokens)
         except ValueError as exc:  # the provider's parts exceed their whole: no number beats a wrong one
             log.warning("execord: usage of %s does not add up (%s); recorded without a cost", self.step.name, exc)
             cost, source = None, "unknown"

@@ -317,7 +317,7 @@ class GovernedSteps:
             Halted: the response phase denied (the step is recorded as blocked).
         """
         output = step.output if step.has_output else result
-        if step.kind == "llm" and step.usage is not None and step.cost_micros is None:
+        if step.kind == "llm" and step.usage is not None and step.cost_micros is None and step.price_source is None:
             u = step.usage
             cost, source = self._price(extra, u["input_tokens"], u["output_tokens"],
                                        cached_input_tokens=u["cached_input_tokens"],
