@@ -97,3 +97,17 @@ def test_ledger_proofs_small(tmp_path: Path) -> None:
     for label in (r"inclusion\(store, id, size\)", r"consistency\(store, old, size\)"):
         assert re.search(rf"{label} +n=50 +p50 +{FIGURE} ms +p99 +{FIGURE} ms +max +{FIGURE} ms +"
                          r"\(target p99 <= 1 ms: (NOT )?met\)", out), (label, out)
+
+
+def test_integration_overhead_small(tmp_path: Path) -> None:
+    out = run(tmp_path, "integration_overhead.py", "--calls", "40", "--rounds", "2", "--runs", "1",
+              "--stream", "--profile")
+    assert re.search(rf"other processes used {FIGURE} of \d+ cores", out), out
+    assert re.search(rf"^  bare +{FIGURE} +{FIGURE} +{FIGURE} +{FIGURE}$", out, re.M), out
+    assert re.search(rf"^  bare stream +{FIGURE} +{FIGURE} +{FIGURE} +{FIGURE}$", out, re.M), out
+    for mode in ("execord", "governed", "execord stream", "governed stream"):
+        assert re.search(rf"^  {mode} +{FIGURE} +{FIGURE} +{FIGURE} +[+-]{FIGURE} +-?{FIGURE}$", out, re.M), (mode, out)
+        assert re.search(rf"^  {mode} +[+-]{FIGURE} µs .*target ≤ 100 µs per call: (NOT )?met$", out, re.M), (mode, out)
+        assert re.search(rf"profile: {mode}, 40 calls under cProfile", out), (mode, out)
+    assert re.search(rf"execord's share -?{FIGURE} µs/call", out), out
+    assert "begin_step (execord/runtime/_steps.py" in out, out
