@@ -430,3 +430,21 @@ def test_a_call_inside_another_integration_s_llm_step_sends_what_that_step_redac
         outer.ok({"content": "done"})
     assert fake.bodies[0]["messages"][0]["content"] == "Where is order A-1001? Reply to [REDACTED:email]"
     assert [s["name"] for s in llm_steps(ex, run.id)] == ["framework.chat"]
+
+
+async def test_a_stream_through_with_streaming_response_is_recorded(engine: execord.Execord,
+                                                                    aclient: openai.AsyncOpenAI) -> None:
+    """How the Agents SDK streams: the stream comes out of the raw response's parse()."""
+    async with execord.execution("support") as run:
+        async with aclient.responses.with_streaming_response.create(model=MODEL, input=ASK, stream=True) as raw:
+            stream = await raw.parse()
+            kinds = [event.type async for event in stream]
+    assert kinds[-1] == "response.completed"
+    assert_usage(ended(engine, run.id))
+
+
+def test_a_raw_response_is_recorded(engine: execord.Execord, client: openai.OpenAI, fake: FakeOpenAI) -> None:
+    with execord.execution("support") as run:
+        raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=ASK)
+    assert raw.parse().choices[0].message.content == fake.reply
+    assert_usage(ended(engine, run.id))

@@ -220,8 +220,8 @@ def begin(kind: str, name: str, input_value: Any, *, integration: str, provider:
         RecordError: the call could not be recorded; it must not run.
     """
     frame = current_frame.get()
-    if frame is not None and frame.step_kind == kind and (kind == "llm" or frame.step_id in _open):
-        return None  # this call is the step it runs in
+    if frame is not None and frame.step_kind == kind and (kind == "llm" or (kind == "tool" and frame.step_id in _open)):
+        return None  # this call is the step it runs in (an agent run inside an agent step is another step)
     implicit = None
     if frame is None:
         engine = get_default()

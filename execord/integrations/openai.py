@@ -22,6 +22,7 @@ headers), latency, and the error the client raised.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -376,13 +377,34 @@ def _sync_create(api: Any, original: Callable[..., Any]) -> Callable[..., Any]:
         if send.get("stream"):
             if hasattr(result, "_iterator"):
                 return _observe(result, call, api, asked)
-            call.ok(None)
-            return result
+            return _observe_on_parse(result, call, api, asked)
         response = _parsed(result)
         call.ok(to_plain(response), api.usage(get(response, "usage")))
         return result
 
     return create
+
+
+def _observe_on_parse(result: Any, call: Call, api: Any, asked: bool) -> Any:
+    """``with_raw_response`` / ``with_streaming_response`` of a stream: the stream comes out
+    of the response's ``parse()``; observe it there (the step ends with the stream)."""
+    parse = getattr(result, "parse", None)
+    if not callable(parse):
+        call.ok(None)
+        return result
+    if inspect.iscoroutinefunction(parse):
+        async def parse_async(*args: Any, **kwargs: Any) -> Any:
+            stream = await parse(*args, **kwargs)
+            return _observe_async(stream, call, api, asked) if hasattr(stream, "_iterator") else stream
+
+        result.parse = parse_async
+    else:
+        def parse_sync(*args: Any, **kwargs: Any) -> Any:
+            stream = parse(*args, **kwargs)
+            return _observe(stream, call, api, asked) if hasattr(stream, "_iterator") else stream
+
+        result.parse = parse_sync
+    return result
 
 
 def _async_create(api: Any, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -403,8 +425,7 @@ def _async_create(api: Any, original: Callable[..., Any]) -> Callable[..., Any]:
         if send.get("stream"):
             if hasattr(result, "_iterator"):
                 return _observe_async(result, call, api, asked)
-            call.ok(None)
-            return result
+            return _observe_on_parse(result, call, api, asked)
         response = _parsed(result)
         call.ok(to_plain(response), api.usage(get(response, "usage")))
         return result
