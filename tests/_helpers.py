@@ -134,3 +134,33 @@ class Ticker:
                 assert code == 0, err
                 return before, self.ticks
         raise AssertionError("no approval request appeared within the deadline")
+
+
+# -- the LLM steps of an execution (the integration tests) ---------------------------------------
+
+
+def llm_steps(ex: Any, run_id: str) -> list[dict[str, Any]]:
+    """The execution's ``llm`` steps (after a flush), in start order."""
+    from execord.store import steps_from_events
+
+    ex.flush()
+    return [s for s in steps_from_events(ex.store.events(run_id)) if s["kind"] == "llm"]
+
+
+def the_step(ex: Any, run_id: str) -> dict[str, Any]:
+    """The execution's one ``llm`` step."""
+    steps = llm_steps(ex, run_id)
+    assert len(steps) == 1, steps
+    return steps[0]
+
+
+def started(ex: Any, run_id: str) -> dict[str, Any]:
+    """The one ``llm`` step's ``step.started`` attrs."""
+    step = the_step(ex, run_id)
+    return next(e.attrs for e in ex.store.events(run_id) if e.type == "step.started" and e.step_id == step["step_id"])
+
+
+def ended(ex: Any, run_id: str) -> dict[str, Any]:
+    """The one ``llm`` step's ``step.ended`` attrs."""
+    step = the_step(ex, run_id)
+    return next(e.attrs for e in ex.store.events(run_id) if e.type == "step.ended" and e.step_id == step["step_id"])

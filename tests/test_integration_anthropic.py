@@ -20,7 +20,7 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
-from _helpers import AGENT, only
+from _helpers import AGENT, ended, llm_steps, only, started, the_step
 from anthropic.lib.streaming import (
     AsyncMessageStream,
     AsyncMessageStreamManager,
@@ -143,26 +143,12 @@ def aclient(fake: FakeAnthropic) -> anthropic.AsyncAnthropic:
 # -- reading the record ---------------------------------------------------------------------------
 
 
-def llm_steps(ex: execord.Execord, run_id: str) -> list[dict[str, Any]]:
-    ex.flush()
-    return [s for s in steps_from_events(ex.store.events(run_id)) if s["kind"] == "llm"]
 
 
-def the_step(ex: execord.Execord, run_id: str) -> dict[str, Any]:
-    steps = llm_steps(ex, run_id)
-    assert len(steps) == 1, steps
-    return steps[0]
 
 
-def started(ex: execord.Execord, run_id: str) -> dict[str, Any]:
-    step = the_step(ex, run_id)
-    return next(e.attrs for e in ex.store.events(run_id) if e.type == "step.started" and e.step_id == step["step_id"])
 
 
-def ended(ex: execord.Execord, run_id: str) -> dict[str, Any]:
-    """The one llm step's step.ended attrs."""
-    step = the_step(ex, run_id)
-    return next(e.attrs for e in ex.store.events(run_id) if e.type == "step.ended" and e.step_id == step["step_id"])
 
 
 def output(ex: execord.Execord, run_id: str) -> dict[str, Any]:

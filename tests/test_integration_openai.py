@@ -17,7 +17,7 @@ from typing import Any
 import openai
 import pytest
 from _fake_openai import USAGE, FakeOpenAI
-from _helpers import AGENT, only, write
+from _helpers import AGENT, ended, llm_steps, only, started, write
 from pytest_httpserver import HTTPServer
 
 import execord
@@ -44,26 +44,12 @@ def aclient(fake: FakeOpenAI) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0)
 
 
-def llm_steps(ex: execord.Execord, run_id: str) -> list[dict[str, Any]]:
-    ex.flush()
-    return [s for s in steps_from_events(ex.store.events(run_id)) if s["kind"] == "llm"]
 
 
-def the_step(ex: execord.Execord, run_id: str) -> dict[str, Any]:
-    steps = llm_steps(ex, run_id)
-    assert len(steps) == 1, steps
-    return steps[0]
 
 
-def ended(ex: execord.Execord, run_id: str) -> dict[str, Any]:
-    """The one llm step's step.ended attrs."""
-    step = the_step(ex, run_id)
-    return next(e.attrs for e in ex.store.events(run_id) if e.type == "step.ended" and e.step_id == step["step_id"])
 
 
-def started(ex: execord.Execord, run_id: str) -> dict[str, Any]:
-    step = the_step(ex, run_id)
-    return next(e.attrs for e in ex.store.events(run_id) if e.type == "step.started" and e.step_id == step["step_id"])
 
 
 def expected_cost(model: str = MODEL) -> int:
