@@ -131,8 +131,13 @@ class GovernedSteps:
                            output_tokens=output_tokens, **more)
 
     def _decide(self: ExecutionHandle, phase: str, kind: str, name: str, step_id: str, parent: str | None,
-                value: Any, extra: dict[str, Any] | None) -> tuple[Decision | None, dict[str, Any] | None]:
+                value: Any, extra: dict[str, Any] | None) -> tuple[Decision | None, dict[str, Any] | None,
+                                                                  tuple[Any, list[dict[str, str]]]]:
         """Evaluate a phase on the value as it will be recorded.
+
+        Returns the decision (None: nothing applied), the context the rules saw, and the
+        value redacted as that decision (and the secret detectors) say, with its redactions:
+        what `gov.redact(value, decision)` gives, computed once.
 
         Rules never see secrets. When a redact rule then masks part of the value, the rules
         are evaluated once more on the masked value, and that decision is the one recorded
@@ -141,21 +146,21 @@ class GovernedSteps:
         """
         gov = self.gov
         response = phase.endswith(".response")
-        seen, _ = gov.redact(value, None)
+        seen, seen_hits = gov.redact(value, None)
         ctx = self._context_for(kind, name, step_id, parent, seen, extra, response=response)
         tool = name if kind == "tool" else None
         projection = None if response else self._projection(kind, extra, ctx)
         decision = gov.evaluate(phase, ctx, projection=projection, tool=tool)
         if decision is None or not decision.redact_rules:
-            return decision, ctx
+            return decision, ctx, (seen, seen_hits)
         masked, hits = gov.redact(value, decision)
         if not hits:
-            return decision, ctx
+            return decision, ctx, (masked, hits)
         ctx = self._context_for(kind, name, step_id, parent, masked, extra, response=response)
         again = gov.evaluate(phase, ctx, projection=projection, tool=tool)
         if again is not None:
-            again.redact_rules = decision.redact_rules
-        return again or decision, ctx
+            again.redact_rules = decision.redact_rules  # the same rules: the same redaction
+        return again or decision, ctx, (masked, hits)
 
     # -- before the body --------------------------------------------------------------------------
 
@@ -179,8 +184,10 @@ class GovernedSteps:
             gov = self.gov
             decision = ctx = None
             if gov.active:
-                decision, ctx = self._decide(request_phase(kind), kind, name, step_id, parent, input_value, extra)
-            redacted, redactions = gov.redact(input_value, decision)
+                decision, ctx, (redacted, redactions) = self._decide(request_phase(kind), kind, name, step_id,
+                                                                     parent, input_value, extra)
+            else:
+                redacted, redactions = gov.redact(input_value, None)
             attrs_extra = dict(extra) if extra else {}
             if redactions and decision is None:
                 attrs_extra["redactions"] = redactions
@@ -327,9 +334,10 @@ class GovernedSteps:
         gov = self.gov
         decision = ctx = None
         if gov.active:
-            decision, ctx = self._decide(response_phase(step.kind), step.kind, step.name, step.id,
-                                         step.parent_step_id, output, extra)
-        redacted, redactions = gov.redact(output, decision)
+            decision, ctx, (redacted, redactions) = self._decide(response_phase(step.kind), step.kind, step.name,
+                                                                 step.id, step.parent_step_id, output, extra)
+        else:
+            redacted, redactions = gov.redact(output, None)
         if decision is not None:
             seq = self._decision_event(decision, step.id, step.parent_step_id, redactions, barrier=False, ctx=ctx)
             if decision.decision == "deny":
