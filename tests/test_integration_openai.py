@@ -434,3 +434,22 @@ def test_a_raw_response_is_recorded(engine: execord.Execord, client: openai.Open
         raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=ASK)
     assert raw.parse().choices[0].message.content == fake.reply
     assert_usage(ended(engine, run.id))
+
+
+def test_a_call_under_a_frame_left_by_an_ended_execution_is_its_own_execution(engine: execord.Execord,
+                                                                              client: openai.OpenAI) -> None:
+    """A frame a library kept past its execution's end (a context copied at the wrong moment)
+    does not make the next call fail against a sealed execution."""
+    from execord.runtime import current_frame
+
+    with execord.execution("first") as first:
+        leaked = current_frame.get()
+    token = current_frame.set(leaked)
+    try:
+        client.chat.completions.create(model=MODEL, messages=ASK)
+    finally:
+        current_frame.reset(token)
+    engine.flush()
+    runs = {r["workflow"]: r for r in engine.store.list_executions()}
+    assert runs["first"]["id"] == first.id and runs["first"]["totals"]["llm_calls"] == 0
+    assert runs["openai.chat.completions"]["status"] == "succeeded"

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..record import TERMINAL
 from ..runtime import ExecutionScope, StepHandle, current_frame, get_default
 from ..runtime._context import Frame
 
@@ -220,6 +221,8 @@ def begin(kind: str, name: str, input_value: Any, *, integration: str, provider:
         RecordError: the call could not be recorded; it must not run.
     """
     frame = current_frame.get()
+    if frame is not None and frame.execution.status in TERMINAL:
+        frame = None  # a frame left behind by an execution that has ended: the call is not part of it
     if frame is not None and frame.step_kind == kind and (kind == "llm" or (kind == "tool" and frame.step_id in _open)):
         return None  # this call is the step it runs in (an agent run inside an agent step is another step)
     implicit = None
