@@ -9,12 +9,8 @@ step of the current execution, with governance around it::
         return original(*args, **kwargs)
     call.wait()                         # (or: await call.wait_async()) an approval, if one is needed
     kwargs["messages"] = call.input["messages"]    # what governance let through (redacted)
-    with call.running():                # nested calls see this step as their parent
-        try:
-            response = original(*args, **kwargs)
-        except BaseException as exc:
-            call.error(exc)
-            raise
+    with call.running():                # nested calls see this step as their parent; an
+        response = original(*args, **kwargs)    # exception ends the step "error" and goes on
     call.ok(output, Usage(input_tokens=…, output_tokens=…))   # prices it, runs llm.response
 
 `begin` returns None, and the library call runs untouched, when recording is off, or when the
@@ -133,12 +129,20 @@ class Call:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
-        """Inside: this step is the current one (what the library calls nests under it)."""
+        """Inside: this step is the current one (what the library calls nests under it). An
+        exception that leaves the block ends the step ``error`` (unless it already ended)
+        and goes on unchanged."""
         token = current_frame.set(Frame(self.execution, self.step.id, self.step.kind))
         try:
             yield
+        except BaseException as exc:
+            current_frame.reset(token)  # before ending: an implicit execution resets its own frame
+            token = None
+            self.error(exc)
+            raise
         finally:
-            current_frame.reset(token)
+            if token is not None:
+                current_frame.reset(token)
 
     def enter(self) -> None:
         """`running` for callbacks that start and end in different calls (LangChain's)."""

@@ -433,11 +433,7 @@ def _sync_create(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, **send)
         call.wait()
         with call.running():
-            try:
-                result = original(self, **send)
-            except BaseException as exc:
-                call.error(exc)
-                raise
+            result = original(self, **send)
         if _is_stream(result, "sync"):
             return _observe(result, call)
         _finish(call, None if send.get("stream") else _message(result))
@@ -456,11 +452,7 @@ def _async_create(name: str, original: Callable[..., Any]) -> Callable[..., Any]
             return await original(self, **send)
         await call.wait_async()
         with call.running():
-            try:
-                result = await original(self, **send)
-            except BaseException as exc:
-                call.error(exc)
-                raise
+            result = await original(self, **send)
         if _is_stream(result, "async"):
             return _observe_async(result, call)
         message = None if send.get("stream") else _message(result)
@@ -547,12 +539,8 @@ def _sync_stream(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
                 return manager, manager.__enter__()
             call.wait()
             with call.running():
-                try:
-                    manager = original(self, **send) if changed or unused is None else unused
-                    message_stream = manager.__enter__()
-                except BaseException as exc:
-                    call.error(exc)
-                    raise
+                manager = original(self, **send) if changed or unused is None else unused
+                message_stream = manager.__enter__()
             raw = getattr(message_stream, "_raw_stream", None)
             if _is_stream(raw, "sync"):
                 _observe(raw, call)
@@ -590,12 +578,8 @@ def _async_stream(name: str, original: Callable[..., Any]) -> Callable[..., Any]
                 manager = unused if unused is not None else original(self, **send)
                 return manager, await manager.__aenter__()
             with call.running():
-                try:
-                    manager = unused if unused is not None else original(self, **send)
-                    message_stream = await manager.__aenter__()
-                except BaseException as exc:
-                    call.error(exc)
-                    raise
+                manager = unused if unused is not None else original(self, **send)
+                message_stream = await manager.__aenter__()
             raw = getattr(message_stream, "_raw_stream", None)
             if _is_stream(raw, "async"):
                 _observe_async(raw, call)

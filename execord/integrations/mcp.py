@@ -116,11 +116,7 @@ async def _governed(original: Callable[..., Any], owner: Any, high_level: bool, 
     await call.wait_async()
     sent = call.input if given is not None else None
     with call.running():
-        try:
-            result = await original(owner, name, sent, *args, **kwargs)
-        except BaseException as exc:
-            call.error(exc)
-            raise
+        result = await original(owner, name, sent, *args, **kwargs)
     if getattr(result, "is_error", None) is True:
         call.error(MCPToolError(name, _text(result)))
         return result

@@ -369,11 +369,7 @@ def _sync_create(api: Any, original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, **send)
         call.wait()
         with call.running():
-            try:
-                result = original(self, **send)
-            except BaseException as exc:
-                call.error(exc)
-                raise
+            result = original(self, **send)
         if send.get("stream"):
             if hasattr(result, "_iterator"):
                 return _observe(result, call, api, asked)
@@ -417,11 +413,7 @@ def _async_create(api: Any, original: Callable[..., Any]) -> Callable[..., Any]:
             return await original(self, **send)
         await call.wait_async()
         with call.running():
-            try:
-                result = await original(self, **send)
-            except BaseException as exc:
-                call.error(exc)
-                raise
+            result = await original(self, **send)
         if send.get("stream"):
             if hasattr(result, "_iterator"):
                 return _observe_async(result, call, api, asked)

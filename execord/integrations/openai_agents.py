@@ -430,16 +430,12 @@ async def _governed_tool(original: Callable[..., Any], function_tool: Any, conte
             context._function_tool_arguments = None  # prepared for the unredacted arguments
     with _lock:
         _failures[call.step.id] = None
-    with call.running():
-        try:
+    try:
+        with call.running():
             result = await send(arguments)
-        except BaseException as exc:
-            with _lock:
-                _failures.pop(call.step.id, None)
-            call.error(exc)
-            raise
-    with _lock:
-        failure = _failures.pop(call.step.id, None)
+    finally:
+        with _lock:
+            failure = _failures.pop(call.step.id, None)
     halt = call.execution.gov.halted  # refused inside the tool (a nested run, an @execord step)
     if failure is not None:
         call.error(failure)
@@ -486,11 +482,7 @@ def _wrap_native(original: Callable[..., Any]) -> Callable[..., Any]:
             return await original(config=config, tool_name=tool_name, fn=fn, **more)
         await call.wait_async()
         with call.running():
-            try:
-                result = await original(config=config, tool_name=tool_name, fn=fn, **more)
-            except BaseException as exc:
-                call.error(exc)
-                raise
+            result = await original(config=config, tool_name=tool_name, fn=fn, **more)
         call.ok(to_plain(getattr(result, "output", result)))
         return result
 
