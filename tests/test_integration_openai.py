@@ -17,7 +17,7 @@ from typing import Any
 import openai
 import pytest
 from _fake_openai import USAGE, FakeOpenAI
-from _helpers import AGENT, ended, llm_steps, only, started, write
+from _helpers import AGENT, ended, llm_steps, only, started
 from pytest_httpserver import HTTPServer
 
 import execord
@@ -375,7 +375,6 @@ print("patched")
 
 
 def test_the_example_runs_offline_and_records_its_calls(tmp_path: Path) -> None:
-    write(tmp_path / "README", "the example writes its record here\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXECORD_", "OPENAI_"))} | {"PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, str(ROOT / "examples" / "openai_agent.py")], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=90)
