@@ -1,4 +1,4 @@
-"""Small helpers shared by the governance test files (fixtures live in conftest.py)."""
+"""Small helpers shared by the test files (fixtures live in conftest.py)."""
 
 from __future__ import annotations
 
@@ -164,3 +164,37 @@ def ended(ex: Any, run_id: str) -> dict[str, Any]:
     """The one ``llm`` step's ``step.ended`` attrs."""
     step = the_step(ex, run_id)
     return next(e.attrs for e in ex.store.events(run_id) if e.type == "step.ended" and e.step_id == step["step_id"])
+
+
+class Chain:
+    """A valid chain of events for one execution, built by hand (what a foreign SDK would send)."""
+
+    def __init__(self) -> None:
+        from execord.record import uuid7
+
+        self.id = uuid7()
+        self.events: list[Any] = []
+
+    def next(self, type_: str, attrs: dict[str, Any]) -> Any:
+        from execord.record import build_event, genesis_hash, now_ts
+
+        prev = self.events[-1].hash if self.events else genesis_hash(self.id)
+        e = build_event(self.id, len(self.events), type_, now_ts(), attrs, prev)
+        self.events.append(e)
+        return e
+
+    def start(self, agent: str = "hand", workflow: str = "w") -> Any:
+        return self.next("execution.started", {
+            "agent": {"name": agent, "version": None, "roles": []}, "workflow": {"name": workflow, "version": None},
+            "execution_type": "workflow", "parent_execution_id": None, "labels": {}, "inputs": None,
+            "governance_version": None, "sdk": {}, "host": {"hostname": "h", "pid": 1}, "lease_s": 30})
+
+    def end(self) -> Any:
+        from execord.record import TOTALS_KEYS
+
+        return self.next("execution.ended", {"status": "succeeded", "error": None, "halt": None, "cancel": None,
+                                             "failure_class": None, "totals": dict.fromkeys(TOTALS_KEYS, 0)})
+
+    def wire(self, start: int = 0) -> list[dict[str, str]]:
+        """The events from ``start`` as an ingest batch sends them."""
+        return [{"body": e.body.decode(), "hash": e.hash.hex()} for e in self.events[start:]]

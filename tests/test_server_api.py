@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from _helpers import Chain
 
-from execord.record import TOTALS_KEYS, build_event, genesis_hash, now_ts, uuid7
+from execord.record import build_event, genesis_hash, uuid7
 from execord.runtime import Execord
 
 PROBLEM_KEYS = {"type", "title", "status", "detail"}
@@ -43,30 +44,6 @@ def _run(ex: Execord, workflow: str = "support", steps: int = 2, **kw: Any) -> s
             lookup(i)
     assert ex.flush(15)
     return h.id
-
-
-class Chain:
-    """Events of one execution, built by hand (what a foreign SDK would send)."""
-
-    def __init__(self) -> None:
-        self.id = uuid7()
-        self.events: list[Any] = []
-
-    def next(self, type_: str, attrs: dict[str, Any]) -> Any:
-        prev = self.events[-1].hash if self.events else genesis_hash(self.id)
-        e = build_event(self.id, len(self.events), type_, now_ts(), attrs, prev)
-        self.events.append(e)
-        return e
-
-    def start(self, agent: str = "hand") -> Any:
-        return self.next("execution.started", {
-            "agent": {"name": agent, "version": None, "roles": []}, "workflow": {"name": "w", "version": None},
-            "execution_type": "workflow", "parent_execution_id": None, "labels": {}, "inputs": None,
-            "governance_version": None, "sdk": {}, "host": {"hostname": "h", "pid": 1}, "lease_s": 30})
-
-    def end(self) -> Any:
-        return self.next("execution.ended", {"status": "succeeded", "error": None, "halt": None, "cancel": None,
-                                             "failure_class": None, "totals": dict.fromkeys(TOTALS_KEYS, 0)})
 
 
 def _batch(*events: Any) -> dict[str, Any]:

@@ -4,7 +4,8 @@ The expectation table `EXPECT` names, for each ``/api/v1`` route, the scopes tha
 (``admin`` holds every scope, so it is always added), how to fill its path parameters and a
 minimal valid body. The routes themselves are read from the app, so a route added without an
 entry here fails `test_every_route_has_an_expectation` (and the matrix) until someone decides
-who may call it. Routes outside ``/api/v1`` must be listed in `PUBLIC`.
+who may call it. Routes outside ``/api/v1`` must be listed in `PUBLIC`, or in `SIGNED_IN`
+(the web viewer, a mount with its own sign-in: tests/test_ui_security.py checks each of its routes).
 
 - A key with an allowed scope gets an answer that is neither 401 nor 403 (nor 404/422/5xx:
   the request is well formed and names things that exist), a key without one gets 403 with a
@@ -26,15 +27,19 @@ from typing import Any
 
 import httpx
 import pytest
+from _helpers import Chain
 from fastapi import routing
 
-from execord.record import TOTALS_KEYS, Event, build_event, genesis_hash, make_blob, now_ts, uuid7
+from execord.record import TOTALS_KEYS, make_blob, uuid7
 
 SCOPES = ("ingest", "read", "approve", "operate", "admin")
 API = "/api/v1"
 
 # Outside /api/v1 every route answers without a key.
 PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+# Mounts whose routes need a viewer session instead of an API key.
+SIGNED_IN = frozenset({"/ui"})
 
 GOVERNANCE = "version: 1\npolicies: []\n"
 # What the matrix applies: another version than the seeded one, so that applying it shows.
@@ -148,7 +153,7 @@ def undeclared(app: Any) -> list[str]:
         if path.startswith(API + "/") or path == API:
             if (method, path) not in EXPECT:
                 missing.append(f"route {method} {path} has no expected scope: add it to EXPECT in {__name__}")
-        elif path not in PUBLIC:
+        elif path not in PUBLIC and path not in SIGNED_IN:
             kind = "API route" if is_api else "route"
             missing.append(f"{kind} {method} {path} is outside {API} but not in PUBLIC: declare it public "
                            f"there, or move it under {API} and give it a scope in EXPECT")
@@ -172,23 +177,6 @@ _STARTED = {
     "execution_type": "workflow", "parent_execution_id": None, "labels": {}, "inputs": None,
     "governance_version": None, "sdk": {}, "host": {"hostname": "h", "pid": 1}, "lease_s": 3600,
 }
-
-
-class Chain:
-    """A valid chain of events for one execution."""
-
-    def __init__(self) -> None:
-        self.id = uuid7()
-        self.events: list[Event] = []
-
-    def next(self, type_: str, attrs: dict[str, Any]) -> Event:
-        prev = self.events[-1].hash if self.events else genesis_hash(self.id)
-        e = build_event(self.id, len(self.events), type_, now_ts(), attrs, prev)
-        self.events.append(e)
-        return e
-
-    def wire(self, start: int = 0) -> list[dict[str, str]]:
-        return [{"body": e.body.decode(), "hash": e.hash.hex()} for e in self.events[start:]]
 
 
 @dataclass

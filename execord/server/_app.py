@@ -40,6 +40,10 @@ class ServerSettings:
     ledger_signer: Any = None
     checkpoint_every: int = 1000
     checkpoint_interval_s: float = 60.0
+    #: Serve the web viewer at ``/ui`` (docs/viewer.md).
+    ui: bool = True
+    #: The secret that signs viewer sessions (default ``EXECORD_UI_SECRET``, else random per start).
+    ui_secret: str | None = None
 
 
 class BodyLimit:
@@ -135,6 +139,10 @@ def create_app(store: Any, settings: ServerSettings | None = None) -> FastAPI:
     app.include_router(health.router)
     for module in (executions, approvals, governance, ingest, keys, ledger):
         app.include_router(module.router, prefix="/api/v1")
+    if settings.ui:
+        from ..ui import create_ui
+
+        app.mount("/ui", create_ui(store, hub=hub, signer=settings.ledger_signer, secret=settings.ui_secret))
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
     return app
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Query, Request
 
 from ..errors import ConfigError
-from ..record import ts_to_us
 from ..store import ExecutionFilter
-from ..store._query import parse_labels, parse_when
+from ..store._query import decode_cursor, parse_labels, parse_when
 
 STATUSES = ("running", "awaiting_approval", "succeeded", "failed", "halted", "cancelled", "interrupted")
 FAILURE_CLASSES = ("policy_block", "approval", "approval_pending", "provider_failure", "connector_failure",
@@ -34,24 +32,6 @@ class Limits:
 def store_of(request: Request) -> Any:
     """The app's store."""
     return request.app.state.store
-
-
-def encode_cursor(summary: dict[str, Any]) -> str:
-    """The opaque cursor after a summary: its (started_us, id), base64url."""
-    raw = f"{ts_to_us(summary['started_at'])}:{summary['id']}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    """The (started_us, id) inside a cursor; a bad one is a 400."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        us, _, eid = raw.partition(":")
-        if not eid or len(eid) > 64 or not -(2**63) <= int(us) < 2**63:
-            raise ValueError(raw)
-        return int(us), eid
-    except (ValueError, UnicodeDecodeError):
-        raise ConfigError("cursor is not one this server handed out; pass next_cursor from the previous page") from None
 
 
 def execution_filter(

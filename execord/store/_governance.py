@@ -144,6 +144,17 @@ class GovernanceTables:
         )
         return [_approval(r) for r in rows]
 
+    def expire_if_due(self, row: dict[str, Any]) -> dict[str, Any]:
+        """An approval row, decided ``expired`` first when it is pending past its expiry
+        (whoever looks first decides it; a reviewer who won the race is kept)."""
+        if row["status"] == "pending" and now_us() >= row["expires_us"]:
+            try:
+                return dict(self.decide_approval(row["id"], "expired", reviewer="execord:timeout",
+                                                 comment="nobody decided before it expired"))
+            except ApprovalError:
+                return dict(self.get_approval(row["id"]))
+        return row
+
     def decide_approval(self, approval_id: str, decision: str, *, reviewer: str, comment: str | None = None,
                         now: int | None = None) -> dict[str, Any]:
         """Decide a pending approval, exactly once.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from typing import Any
 import orjson
 
 from ..errors import ConfigError
-from ..record import parse_ts
+from ..record import parse_ts, ts_to_us
 
 SUMMARY_KEYS = (
     "id", "status", "agent", "workflow", "execution_type", "started_at", "ended_at",
@@ -93,6 +94,25 @@ def list_sql(f: ExecutionFilter) -> tuple[str, list[Any]]:
     )
     params.append(f.limit)
     return sql, params
+
+
+def encode_cursor(summary: dict[str, Any]) -> str:
+    """The opaque cursor after a summary: its (started_us, id), base64url."""
+    raw = f"{ts_to_us(summary['started_at'])}:{summary['id']}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The (started_us, id) inside a cursor; a bad one is a 400."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        us, _, eid = raw.partition(":")
+        if not eid or len(eid) > 64 or not -(2**63) <= int(us) < 2**63:
+            raise ValueError(raw)
+        return int(us), eid
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError("cursor is not one this server handed out; pass next_cursor from the previous page") from None
+
 
 
 def _loads(value: Any) -> Any:

@@ -38,6 +38,7 @@ from ..record import (
 from ._governance import GovernanceTables
 from ._keys import KeyTables
 from ._ledger import LedgerTables, append_leaves
+from ._overview import OverviewQueries
 from ._projection import Tip
 from ._projection import project as project_event
 from ._query import ExecutionFilter, list_sql, summary_from_row
@@ -50,7 +51,7 @@ INSERT_BLOB = "INSERT INTO blobs (digest, size, type, data) VALUES (?,?,?,?) ON 
 _HEX = set("0123456789abcdef-")
 
 
-class SQLStore(GovernanceTables, KeyTables, LedgerTables):
+class SQLStore(GovernanceTables, KeyTables, LedgerTables, OverviewQueries):
     """The `Store` methods, over any connection that speaks ``?``-placeholder SQL."""
 
     backend = "sql"

@@ -11,24 +11,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from ...errors import ApprovalError
-from ...record import now_us
 from .._auth import Principal, require
 from .._deps import store_of
 
 router = APIRouter(tags=["approvals"])
 ApprovalId = Annotated[str, Path(min_length=36, max_length=36, pattern="^[0-9a-f-]{36}$")]
 _POLL_S = 0.2
-
-
-def _expire_if_due(store: Any, row: dict[str, Any]) -> dict[str, Any]:
-    """An approval past its expiry is decided ``expired`` by whoever looks first."""
-    if row["status"] == "pending" and now_us() >= row["expires_us"]:
-        try:
-            return dict(store.decide_approval(row["id"], "expired", reviewer="execord:timeout",
-                                              comment="nobody decided before it expired"))
-        except ApprovalError:
-            return dict(store.get_approval(row["id"]))  # a reviewer won the race
-    return row
 
 
 @router.get("/approvals", summary="Approvals, oldest first (pending by default)")
@@ -39,7 +27,7 @@ def list_approvals(request: Request, p: Annotated[Principal, Depends(require("re
     store = store_of(request)
     rows = store.list_approvals(status=None if status == "any" else status, project=p.project,
                                 execution_id=execution_id, limit=limit)
-    return {"items": [_expire_if_due(store, r) for r in rows]}
+    return {"items": [store.expire_if_due(r) for r in rows]}
 
 
 @router.get("/approvals/{approval_id}", summary="One approval; with wait, hold until it is decided")
@@ -53,7 +41,7 @@ async def get_approval(request: Request, approval_id: ApprovalId,
     deadline = time.monotonic() + wait
 
     def look() -> dict[str, Any]:
-        return _expire_if_due(store, store.get_approval(approval_id, project=p.project))
+        return store.expire_if_due(store.get_approval(approval_id, project=p.project))
 
     while True:
         row = await run_in_threadpool(look)
@@ -70,7 +58,7 @@ class Decide(BaseModel):
 
 def _decide(request: Request, approval_id: str, p: Principal, decision: str, body: Decide | None) -> Any:
     store = store_of(request)
-    row = _expire_if_due(store, store.get_approval(approval_id, project=p.project))
+    row = store.expire_if_due(store.get_approval(approval_id, project=p.project))
     if row["status"] != "pending":
         raise ApprovalError(f"approval {approval_id} was already decided: {row['status']}")
     decided = store.decide_approval(approval_id, decision, reviewer=p.who, comment=body.comment if body else None)

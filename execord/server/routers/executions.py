@@ -19,8 +19,9 @@ from ...store import (
     export_record,
     steps_from_events,
 )
+from ...store._query import encode_cursor
 from .._auth import Principal, require
-from .._deps import encode_cursor, execution_filter, store_of
+from .._deps import execution_filter, store_of
 
 router = APIRouter(tags=["executions"])
 ExecutionId = Annotated[str, Path(min_length=36, max_length=36, pattern="^[0-9a-f-]{36}$",

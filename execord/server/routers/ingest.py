@@ -277,8 +277,6 @@ def expire(request: Request, approval_id: Annotated[str, Path(min_length=36, max
            p: Ingest) -> Any:
     """Past its expiry, or once its execution was cancelled (the action will never run), the
     approval is closed as ``expired``; otherwise nothing changes."""
-    from .approvals import _expire_if_due
-
     store = store_of(request)
     row = store.get_approval(approval_id, project=p.project)
     cancel = store.get_cancel(row["execution_id"]) if row["status"] == "pending" else None
@@ -288,4 +286,4 @@ def expire(request: Request, approval_id: Annotated[str, Path(min_length=36, max
                                          comment=f"the execution was cancelled by {cancel['by']}")
         except ApprovalError:
             return store.get_approval(approval_id)
-    return _expire_if_due(store, row)
+    return store.expire_if_due(row)
