@@ -291,7 +291,6 @@ def test_detail_shows_summary_timeline_decisions_redactions_and_verification(sit
     badge = page.locator("#verification")
     badge.get_by_text("in the signed ledger").wait_for()  # the checkpointer signs within a second
     assert "chain verified" in badge.inner_text() and "seal matches" in badge.inner_text()
-    page.goto(site.live.url + f"/ui/executions/{triage}")
     page.screenshot(path=str(IMG / "viewer-detail.png"), full_page=True)
     page.goto(site.live.url + f"/ui/executions/{failed}")
     assert "ValueError: no template named digest-v2" in page.locator("#why").inner_text()
@@ -366,6 +365,8 @@ def test_cancel_a_running_execution_with_confirmation(site: Site) -> None:
         assert confirm.evaluate("el => el.validity.valueMissing") is True
         time.sleep(0.3)
         assert site.live.store.get_cancel(eid) is None and page.url.endswith(eid)
+        # The form is still open with the reason typed in: a live refresh never swaps it out.
+        assert page.get_by_label("Why (kept in the record)").input_value() == "runaway loop"
         confirm.check()
         page.get_by_role("button", name="Cancel execution").click()
         page.locator(".flash", has_text="Cancel requested").wait_for()

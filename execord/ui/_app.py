@@ -26,7 +26,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import ExecordError, Forbidden, NotFound
+from ..errors import Conflict, ExecordError, ExecutionSealed, Forbidden, NotFound
 from ..record import EXECUTION_ENDED, now_us
 from ..store import describe, export_record
 from ..store._query import encode_cursor
@@ -258,7 +258,10 @@ def create_ui(store: Any, *, hub: Any, signer: Any = None, secret: str | bytes |
         if form.get("confirm") != "yes":
             return back(f"/ui/executions/{eid}", done="cancel-not-confirmed")
         reason = (form.get("reason") or "").strip()[:2000] or None
-        await run_in_threadpool(lambda: store.request_cancel(eid, by=v.who, reason=reason, project=v.project))
+        try:
+            await run_in_threadpool(lambda: store.request_cancel(eid, by=v.who, reason=reason, project=v.project))
+        except ExecutionSealed as exc:
+            raise Conflict(f"execution {eid} has already ended ({exc.final_status}); there is nothing to cancel") from None
         hub.wake(eid)
         return back(f"/ui/executions/{eid}", done="cancel-requested")
 

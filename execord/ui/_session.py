@@ -88,7 +88,7 @@ class Sessions:
     @classmethod
     def from_env(cls, store: Any, secret: str | bytes | None = None) -> Sessions:
         """With ``secret``, else ``EXECORD_UI_SECRET``, else a random one."""
-        value = secret if secret is not None else os.environ.get("EXECORD_UI_SECRET")
+        value = secret if secret is not None else (os.environ.get("EXECORD_UI_SECRET") or None)
         if isinstance(value, str):
             value = value.encode()
         if value is not None and len(value) < 16:

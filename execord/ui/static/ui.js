@@ -25,6 +25,7 @@
           if (!html) return;
           var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("live");
           if (!fresh) return;
+          if (busy(live)) { pending = setTimeout(refresh, 1000); return; }  // typing began meanwhile
           var open = {};
           live.querySelectorAll("details[id][open]").forEach(function (d) { open[d.id] = true; });
           var said = live.querySelector("#live-status").textContent;
