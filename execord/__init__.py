@@ -14,8 +14,9 @@ The public surface is the SDK (below); the rest lives in subpackages: `execord.r
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import (
     Cancelled,
@@ -28,14 +29,51 @@ from .errors import (
     StoreError,
     VerificationError,
 )
-from .runtime import ExecutionHandle, StepHandle, wrap
-from .runtime import _engine as _eng
-from .runtime._context import current_frame as _current_frame
+
+if TYPE_CHECKING:
+    from .runtime import ExecutionHandle, StepHandle, wrap
+    from .runtime import _engine as _eng
+    from .runtime._engine import Execord
 
 __version__ = "0.1.0"
 
 F = TypeVar("F", bound=Callable[..., Any])
-Execord = _eng.Execord
+_UNSET: Any = object()  # `step`'s "no input given"; the runtime's own sentinel is passed on
+
+# The SDK runtime (and with it governance and the store) is imported on first use, not by
+# `import execord`: `execord verify BUNDLE` and other tools that only need `execord.record`
+# or `execord.ledger` then start in a fraction of the time. The names stay importable.
+_LAZY = {"Execord": "Execord", "ExecutionHandle": "ExecutionHandle", "StepHandle": "StepHandle", "wrap": "wrap",
+         "_eng": None}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    engine = importlib.import_module(".runtime._engine", __name__)
+    value = engine if _LAZY[name] is None else getattr(importlib.import_module(".runtime", __name__), _LAZY[name])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {name for name in _LAZY if not name.startswith("_")})
+
+
+def _rt() -> Any:
+    """The runtime's engine module (imported on first use)."""
+    from .runtime import _engine
+
+    return _engine
+
+
+def _frame() -> Any:
+    """The current frame; rebinds itself to the context variable's ``get`` on first call."""
+    global _frame
+    from .runtime._context import current_frame
+
+    _frame = current_frame.get
+    return _frame()
 
 
 def init(
@@ -102,7 +140,8 @@ def init(
         >>> ex.settings["agent"]
         'support-bot'
     """
-    engine = Execord(
+    _eng = _rt()
+    engine = _eng.Execord(
         agent=agent, db=db, agent_version=agent_version, roles=roles, disabled=disabled,
         on_record_error=on_record_error, durability=durability,
         flush_interval_ms=flush_interval_ms, lease_s=lease_s, busy_timeout_ms=busy_timeout_ms,
@@ -118,7 +157,7 @@ def init(
 
 
 def _engine() -> Execord:
-    return _eng.get_default()
+    return _rt().get_default()
 
 
 def workflow(fn: F | None = None, *, name: str | None = None, version: str | None = None,
@@ -137,7 +176,7 @@ def workflow(fn: F | None = None, *, name: str | None = None, version: str | Non
     """
 
     def decorate(f: F) -> F:
-        return _eng._decorate_workflow(_engine, f, name, version, execution_type, labels)
+        return _rt()._decorate_workflow(_engine, f, name, version, execution_type, labels)
 
     return decorate if fn is None else decorate(fn)
 
@@ -155,11 +194,12 @@ def tool(fn: F | None = None, *, name: str | None = None) -> Any:
         >>> lookup_order(42)["status"]
         'shipped'
     """
+    _eng = _rt()
     spec = _eng.StepSpec(None, name, "tool", _eng._UNSET, None, None, None)
     return spec if fn is None else spec(fn)
 
 
-def step(name: str | Callable[..., Any] | None = None, *, kind: str = "custom", input: Any = _eng._UNSET,  # noqa: A002
+def step(name: str | Callable[..., Any] | None = None, *, kind: str = "custom", input: Any = _UNSET,  # noqa: A002
          provider: str | None = None, model: str | None = None, params: dict[str, Any] | None = None) -> Any:
     """A step: a decorator (``@execord.step(kind="retrieval")``) or a scope (``with``).
 
@@ -176,6 +216,9 @@ def step(name: str | Callable[..., Any] | None = None, *, kind: str = "custom", 
         ...     with execord.step("search", kind="retrieval", input={"q": "cats"}) as s:
         ...         s.set_output(["doc-1", "doc-2"])
     """
+    _eng = _rt()
+    if input is _UNSET:
+        input = _eng._UNSET  # noqa: A001
     if callable(name):
         return _eng.StepSpec(None, None, kind, _eng._UNSET, provider, model, params)(name)
     return _eng.StepSpec(None, name, kind, input, provider, model, params)
@@ -191,7 +234,7 @@ def execution(workflow: str | None = None, *, inputs: Any = None, labels: dict[s
 
 def log(message: str, *, level: str = "info", **data: Any) -> None:
     """Append a ``log`` event (level debug, info, warning or error) to the current execution."""
-    frame = _current_frame.get()
+    frame = _frame()
     if frame is None:
         return
     frame.execution.log(message, level=level, step_id=frame.step_id, data=data or None)
@@ -199,13 +242,13 @@ def log(message: str, *, level: str = "info", **data: Any) -> None:
 
 def current() -> ExecutionHandle | None:
     """The execution the calling code runs in, or None outside any."""
-    frame = _current_frame.get()
+    frame = _frame()
     return None if frame is None else frame.execution
 
 
 def in_execution() -> bool:
     """True inside an execution."""
-    return _current_frame.get() is not None
+    return _frame() is not None
 
 
 def flush(timeout: float | None = None) -> bool:
@@ -215,7 +258,7 @@ def flush(timeout: float | None = None) -> bool:
 
 def shutdown() -> None:
     """Flush and close the default recorder."""
-    _eng.set_default(None)
+    _rt().set_default(None)
 
 
 __all__ = [

@@ -850,3 +850,71 @@ def test_database_from_a_newer_schema(small: list[str], cli: Any, db_path: str) 
 )
 def test_bad_options(small: list[str], cli: Any, args: list[str], needle: str) -> None:
     assert_one_line_error(cli(*args), needle)
+
+
+# --- `execord verify BUNDLE` starts with the verifier only ---------------------------------
+
+
+def test_verify_bundle_imports_only_the_verifier(tmp_path: Path) -> None:
+    """`execord verify BUNDLE --key PUB` loads neither the store, the SDK runtime, governance
+    nor pydantic (typer's value conversion): an auditor's command starts in a fraction of the
+    time. Every other command line still goes through typer."""
+    missing = tmp_path / "nothing.zip"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXECORD_")}
+    for extra in ([], ["--key", str(tmp_path / "k.pub")], ["-f", "json"], ["--format=json", "--pinned", "p.txt"]):
+        r = subprocess.run([sys.executable, "-X", "importtime", "-m", "execord", "verify", str(missing), *extra],
+                           capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 2, r.stderr[-2000:]
+        loaded = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+        assert "execord.ledger._verify" in loaded
+        heavy = sorted(m for m in loaded if m.split(".")[0] == "pydantic"
+                       or m.split(".")[:2] in (["execord", "store"], ["execord", "runtime"], ["execord", "governance"]))
+        assert not heavy, (extra, heavy)
+
+
+def test_the_plain_verify_command_line_is_read_as_typer_reads_it() -> None:
+    from execord.cli import _plain_verify
+
+    assert _plain_verify(["verify", "b.zip"]) == {"bundle": "b.zip"}
+    assert _plain_verify(["verify", "-k", "k.pub", "b.zip", "--format=json", "--pinned", "c.txt"]) == {
+        "bundle": "b.zip", "key": "k.pub", "fmt": "json", "pinned": "c.txt"}
+    assert _plain_verify(["verify", "b.zip", "--key=k.pub", "-f", "table"]) == {
+        "bundle": "b.zip", "key": "k.pub", "fmt": "table"}
+    for other in (["verify"], ["verify", "--key", "k.pub"], ["verify", "b.zip", "--deep"], ["verify", "--help"],
+                  ["verify", "b.zip", "c.zip"], ["verify", "b.zip", "--key"], ["verify", "b.zip", "-k", "-x"],
+                  ["verify", "b.zip", "--key", "a", "--key", "b"], ["verify", "b.zip", "--db", "x.db"],
+                  ["verify", "b.zip", "-kk.pub"], ["executions", "list"], ["verify", "", "--key", "k"]):
+        assert _plain_verify(other) is None, other
+
+
+def test_verify_output_is_the_same_through_either_path(tmp_path: Path) -> None:
+    """The same bundle checked through the plain path and through typer (--deep is accepted
+    with a bundle and changes nothing there) prints the same report."""
+    from execord.ledger import _log
+    from execord.ledger._bundle import write_bundle
+    from execord.ledger._note import Signer
+
+    signer = Signer.generate("test.example/cli")
+    store = open_store(str(tmp_path / "s.db"))
+    eid = uuid7()
+    e0 = build_event(eid, 0, EXECUTION_STARTED, format_ts(now_us()), {
+        "agent": {"name": "a", "version": None, "roles": []}, "workflow": {"name": "w", "version": None},
+        "execution_type": "workflow", "parent_execution_id": None, "labels": {}, "inputs": None,
+        "governance_version": None, "sdk": {"name": "t", "version": "0"}, "host": {"hostname": "h", "pid": 1},
+        "lease_s": 30}, genesis_hash(eid))
+    e1 = build_event(eid, 1, EXECUTION_ENDED, format_ts(now_us()), {
+        "status": "succeeded", "error": None, "halt": None, "cancel": None, "failure_class": None,
+        "totals": dict.fromkeys(TOTALS_KEYS | {"duration_ms"}, 0)}, e0.hash)
+    store.append([e0, e1], [])
+    _log.make_checkpoint(store, signer)
+    bundle = tmp_path / "b.zip"
+    write_bundle(store, [eid], bundle)
+    store.close()
+    pub = tmp_path / "k.pub"
+    pub.write_text(signer.verifier.text() + "\n")
+    plain = run_cli("verify", str(bundle), "--key", str(pub))
+    typed = run_cli("verify", str(bundle), "--key", str(pub), "--deep")
+    assert plain.returncode == typed.returncode == 0, plain.stderr + typed.stderr
+    norm = re.compile(r"in \d+\.\d+s")
+    assert norm.sub("", plain.stdout) == norm.sub("", typed.stdout)
+    assert plain.stdout.startswith(f"VERIFIED {bundle}: 1 executions, 2 events")

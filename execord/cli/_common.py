@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 
 from ..errors import ConfigError
 from ..record import format_ts
-from ..runtime import reap
-from ..store import DEFAULT_DB, Store, open_store
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 DbOption = Annotated[
     str | None,
@@ -26,8 +26,28 @@ FormatOption = Annotated[
 
 # Piped output is read by scripts and grep: give tables room instead of the default 80 columns.
 _PIPE_WIDTH = max(int(os.environ.get("COLUMNS") or 0), 220)
-console = Console(highlight=False, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
-err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
+
+
+class _LazyConsole:
+    """A `rich.console.Console`, made (and rich imported) when a command first prints with it."""
+
+    def __init__(self, *, stderr: bool):
+        self._stderr = stderr
+        self._console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            stream = sys.stderr if self._stderr else sys.stdout
+            self._console = Console(stderr=self._stderr, highlight=False,
+                                    width=None if stream.isatty() else _PIPE_WIDTH)
+        return getattr(self._console, name)
+
+
+console: Any = _LazyConsole(stderr=False)
+err_console: Any = _LazyConsole(stderr=True)
+
 
 
 def check_format(fmt: str) -> str:
@@ -52,6 +72,9 @@ def store_from(db: str | None, *, create: bool = False) -> Store:
         if not key:
             raise ConfigError("EXECORD_URL is set but EXECORD_API_KEY is not: export the API key to use the server")
         return RemoteStore(url, key)  # type: ignore[return-value]
+    from ..runtime import reap
+    from ..store import DEFAULT_DB, open_store
+
     store = open_store(db or DEFAULT_DB, create=create)
     reap(store)
     return store

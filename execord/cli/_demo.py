@@ -11,13 +11,14 @@ import asyncio
 import os
 import random
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..runtime import Execord
-from ..store import DEFAULT_DB
 from ._common import DbOption, FormatOption, check_format, console, print_json
+
+if TYPE_CHECKING:
+    from ..runtime import Execord
 
 # micro-USD per million tokens (input, output): a demo table, not a price list.
 _DEMO_PRICES = {"gpt-4o-mini": (150_000, 600_000), "claude-sonnet": (3_000_000, 15_000_000)}
@@ -102,6 +103,8 @@ def build_agent(ex: Execord, rng: random.Random) -> dict[str, Any]:
 def run_demo(db: str, *, seed: int = 7, local: bool = True) -> list[str]:
     """Run the demo agent into ``db`` (or, with ``local=False`` and ``EXECORD_URL`` set,
     through that server); return the ids of the executions it recorded."""
+    from ..runtime import Execord
+
     ex = Execord(agent="demo-support-agent", agent_version="0.3.1", roles=["support"], db=db,
                  url="" if local else None)
     rng = random.Random(seed)
@@ -137,6 +140,8 @@ def demo(
 
     Example: execord demo && execord executions list
     """
+    from ..store import DEFAULT_DB
+
     fmt = check_format(fmt)
     path = db or DEFAULT_DB
     url = None if db else os.environ.get("EXECORD_URL")  # an explicit --db stays local

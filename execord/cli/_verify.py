@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -9,9 +10,6 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError
-from ..ledger import _log
-from ..ledger._verify import BundleUnusable, verify_bundle
-from ..store import verify_store
 from ._common import (
     DbOption,
     FormatOption,
@@ -44,6 +42,9 @@ def verify(
         return
     if pinned is not None:
         raise ConfigError("--pinned checks a bundle: give the bundle file too")
+    from ..ledger import _log
+    from ..store import verify_store
+
     store = store_from(db)
     if getattr(store, "remote", False):
         raise ConfigError("execord verify re-hashes a store itself, not through the API: pass --db with the "
@@ -84,7 +85,17 @@ def verify(
         raise typer.Exit(1)
 
 
+def _say(line: str, *, err: bool = False) -> None:
+    """One line of plain text, as written (no markup, no wrapping)."""
+    (sys.stderr if err else sys.stdout).write(line + "\n")
+
+
 def _verify_bundle(bundle: Path, key: str | None, pinned: Path | None, fmt: str) -> None:
+    # Only the verifier is imported (not the store, governance or the SDK runtime), and the
+    # report is plain text: this command's start is part of what an auditor waits for.
+    from ..ledger import _log
+    from ..ledger._verify import BundleUnusable, verify_bundle
+
     try:
         verifier = _log.read_verifier(key) if key else None
         pin = pinned.read_bytes() if pinned is not None else None
@@ -93,10 +104,10 @@ def _verify_bundle(bundle: Path, key: str | None, pinned: Path | None, fmt: str)
         if fmt == "json":
             print_json({"ok": False, "unusable": str(exc)})
         else:
-            err_console.print(f"execord: cannot verify {bundle}: {exc}", markup=False)
+            _say(f"execord: cannot verify {bundle}: {exc}", err=True)
         raise typer.Exit(2) from None
     except OSError as exc:
-        err_console.print(f"execord: cannot read {exc.filename}: {exc.strerror}", markup=False)
+        _say(f"execord: cannot read {exc.filename}: {exc.strerror}", err=True)
         raise typer.Exit(2) from None
     if fmt == "json":
         print_json(report.to_dict())
@@ -105,16 +116,16 @@ def _verify_bundle(bundle: Path, key: str | None, pinned: Path | None, fmt: str)
             where = f.file
             if f.execution_id:
                 where += f" (execution {f.execution_id}" + (f", seq {f.seq})" if f.seq is not None else ")")
-            err_console.print(f"FAIL {where}: {f.message}", markup=False, soft_wrap=True)
+            _say(f"FAIL {where}: {f.message}", err=True)
         if report.ok:
-            console.print(f"VERIFIED {bundle}: {report.executions} executions, {report.events} events "
-                          f"in {report.seconds:.2f}s", markup=False)
+            _say(f"VERIFIED {bundle}: {report.executions} executions, {report.events} events "
+                 f"in {report.seconds:.2f}s")
             for line in report.proven():
-                console.print(f"  - {line}", markup=False, soft_wrap=True)
+                _say(f"  - {line}")
         else:
-            console.print(f"FAILED {bundle}: {len(report.failures)} problems", markup=False)
+            _say(f"FAILED {bundle}: {len(report.failures)} problems")
         for e in report.erasures:
-            console.print(f"  erased: {e.get('digest')} at {e.get('erased_at')} by {e.get('erased_by')}: "
-                          f"{e.get('reason')}", markup=False, soft_wrap=True)
+            _say(f"  erased: {e.get('digest')} at {e.get('erased_at')} by {e.get('erased_by')}: {e.get('reason')}")
+        sys.stdout.flush()
     if not report.ok:
         raise typer.Exit(1)

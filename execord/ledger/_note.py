@@ -23,12 +23,9 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
+
+# `cryptography.hazmat.primitives.serialization` (imported where a key is written) costs a
+# verifier's start more than Ed25519 itself, and checking a signature never needs it.
 
 ED25519 = 0x01
 DASH = "\u2014"
@@ -129,6 +126,12 @@ class Signer:
     def generate(cls, name: str) -> Signer:
         """A new random key named ``name`` (conventionally the log's origin)."""
         _check_name(name)
+        from cryptography.hazmat.primitives.serialization import (
+            Encoding,
+            NoEncryption,
+            PrivateFormat,
+        )
+
         raw = Ed25519PrivateKey.generate().private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         return cls(name, raw)
 
@@ -152,6 +155,8 @@ class Signer:
 
     @property
     def verifier(self) -> Verifier:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         public = self._key().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         return Verifier(self.name, public)
 

@@ -235,3 +235,39 @@ def _explain(wrong: str, execution_id: str, n: int, body: bytes, prev: bytes) ->
         return (f"seq {n - 1} was changed: it hashes to {prev.hex()[:16]}…, "
                 f"but seq {n} records another prev_hash")
     return wrong
+
+
+_SEQ_TAILS: list[bytes] = []
+
+
+def chain_from_jsonl(execution_id: str, data: bytes) -> tuple[list[bytes], list[bytes], Problem | None]:
+    """`chain_from_bodies` over the lines of an events.jsonl: (the bodies, their hashes, the problem).
+
+    The bodies are the lines of ``data`` (a last line without its newline included). It
+    accepts exactly what `chain_from_bodies` accepts, in fewer operations per event: each
+    body's last ``"execution_id":"`` must be followed by this id and ``","p`` (the next key is
+    ``parent_step_id`` or ``prev_hash``, so not ``hash``), and its last ``"prev_hash":"`` by
+    the previous hash and ``","seq":N,`` for its own N. A body that is not so (a damaged
+    record) sends the execution to `chain_from_bodies`, which finds and explains the problem.
+    """
+    bodies = data.split(b"\n")
+    if bodies[-1] == b"":
+        bodies.pop()
+    n = len(bodies)
+    while len(_SEQ_TAILS) < n:
+        _SEQ_TAILS.append(b'","seq":%d,' % len(_SEQ_TAILS))
+    eid_key, eid_next = _EID_KEY, _EID_KEY + execution_id.encode() + b'","p'
+    prev_key, tails = _PREV_KEY, _SEQ_TAILS
+    h = _sha256(execution_id.encode())
+    prev, hex_prev = h.digest(), h.hexdigest().encode()
+    hashes: list[bytes] = []
+    keep = hashes.append
+    for k, body in enumerate(bodies):
+        if not (body.rfind(eid_next) == body.rfind(eid_key) >= 0
+                and body.rfind(prev_key + hex_prev + tails[k]) == body.rfind(prev_key) >= 0):
+            hashes, problem = chain_from_bodies(execution_id, bodies)
+            return bodies, hashes, problem
+        h = _sha256(prev + body)
+        prev, hex_prev = h.digest(), h.hexdigest().encode()
+        keep(prev)
+    return bodies, hashes, None
