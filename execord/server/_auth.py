@@ -9,33 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..errors import Forbidden, Unauthorized
-from ..store._keys import key_digest
-
-
-@dataclass(frozen=True)
-class Principal:
-    """The caller: its key id, project, scopes and display name."""
-
-    key_id: str
-    project: str
-    scopes: frozenset[str]
-    name: str
-
-    def has(self, *scopes: str) -> bool:
-        """True when the key holds any of ``scopes`` (or ``admin``)."""
-        return "admin" in self.scopes or any(s in self.scopes for s in scopes)
-
-    @property
-    def who(self) -> str:
-        """How the caller is recorded as reviewer, canceller or activator."""
-        return f"key:{self.name}" if self.name and self.name != self.key_id else f"key:{self.key_id}"
+from ..store._keys import Principal, key_digest
 
 
 class KeyCache:

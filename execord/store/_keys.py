@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, NotFound
@@ -12,6 +13,26 @@ from ..record import now_ts
 
 SCOPES = ("ingest", "read", "approve", "operate", "admin")
 _KEY_COLS = "id, project, name, scopes, created_at, created_by, revoked_at"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who holds a key: its id, project, scopes and display name (an API caller, a viewer)."""
+
+    key_id: str
+    project: str
+    scopes: frozenset[str]
+    name: str
+
+    def has(self, *scopes: str) -> bool:
+        """True when the key holds any of ``scopes`` (or ``admin``)."""
+        return "admin" in self.scopes or any(s in self.scopes for s in scopes)
+
+    @property
+    def who(self) -> str:
+        """How the caller is recorded as reviewer, canceller or activator."""
+        return f"key:{self.name}" if self.name and self.name != self.key_id else f"key:{self.key_id}"
+
 
 
 def key_digest(key: str) -> str:

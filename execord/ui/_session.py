@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from ..errors import ExecordError
+from ..store._keys import Principal
 
 COOKIE = "execord_session"
 PRE_COOKIE = "execord_signin"
@@ -49,23 +50,10 @@ class CsrfRefused(ExecordError):
 
 
 @dataclass(frozen=True)
-class Viewer:
-    """Who is signed in: the key's id, name, project and scopes, and the session's CSRF token."""
+class Viewer(Principal):
+    """Who is signed in (a key, as through the API) and the session's CSRF token."""
 
-    key_id: str
-    name: str
-    project: str
-    scopes: frozenset[str]
-    csrf: str
-
-    def has(self, *scopes: str) -> bool:
-        """True when the key holds any of ``scopes`` (or ``admin``)."""
-        return "admin" in self.scopes or any(s in self.scopes for s in scopes)
-
-    @property
-    def who(self) -> str:
-        """How the viewer is recorded as reviewer or canceller (as through the API)."""
-        return f"key:{self.name}" if self.name and self.name != self.key_id else f"key:{self.key_id}"
+    csrf: str = ""
 
 
 def _b64(data: bytes) -> str:
@@ -134,7 +122,7 @@ class Sessions:
         scopes = frozenset(row["scopes"])
         if not ({"read", "admin"} & scopes):
             raise SignInRequired("the API key of this session lacks the read scope")
-        return Viewer(key_id, row.get("name") or key_id, row["project"], scopes, self.csrf_of(nonce))
+        return Viewer(key_id, row["project"], scopes, row.get("name") or key_id, self.csrf_of(nonce))
 
     def _key(self, key_id: str) -> dict[str, Any] | None:
         now = time.monotonic()
