@@ -11,6 +11,7 @@ command in a child process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -455,6 +456,72 @@ def test_a_redact_rule_with_paths_masks_only_that_path(governed: Any, store: Any
     assert sorted(req.attrs["redactions"], key=lambda r: r["path"]) == [
         {"path": "customer.email", "detector": "email"}, {"path": "note", "detector": "api_key"}]
     assert step_req.attrs["redactions"] == [{"path": "customer.email", "detector": "email"}]
+
+
+@pytest.mark.parametrize(("when", "reads"), [
+    ('tool.name == "crm" && tool.args.cc != ""', True),
+    ('size(tool.args) > 0', True),
+    ('tool["args"] != null', True),
+    ('tool.exists(k, k == "x")', True),            # a macro over the variable reads every field
+    ('tool.name == "crm"', False),
+    ('tool.name == "crm" && "args" in labels', True),   # the name anywhere, even in a string
+    ('has(tool.name) && labels.env == "prod"', False),
+    ('other.tool.args == null', True),              # not the variable: counted as a read anyway
+], ids=["selects", "size", "index", "macro", "other-field", "in-string", "has", "nested-name"])
+def test_whether_a_rule_may_read_a_field_is_judged_conservatively(when: str, reads: bool) -> None:
+    from execord.governance._cel import reads_field
+
+    assert reads_field([when], "tool", "args") is reads
+
+
+def _count_evaluations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from execord.governance._engine import Policy
+
+    phases: list[str] = []
+    original = Policy.evaluate
+
+    def counted(self: Any, phase: str, *args: Any, **kwargs: Any) -> Any:
+        phases.append(phase)
+        return original(self, phase, *args, **kwargs)
+
+    monkeypatch.setattr(Policy, "evaluate", counted)
+    return phases
+
+
+@pytest.mark.parametrize(("when", "passes", "decision"), [
+    ('tool.args.cc == "[REDACTED:email]"', 2, "deny"),   # reads the masked field: decided on the masked value
+    ('tool.name == "nobody"', 1, "redact"),             # cannot read it: the first pass is the decision
+], ids=["reads-args", "reads-name-only"])
+def test_a_redaction_is_evaluated_again_only_when_a_rule_may_read_the_masked_value(
+        governed: Any, store: Any, monkeypatch: pytest.MonkeyPatch, when: str, passes: int, decision: str) -> None:
+    governed(f"""
+        version: 1
+        policies:
+          - id: mask-emails
+            on: [tool.request]
+            effect: redact
+            detectors: [email]
+          - id: masked-cc
+            on: [tool.request]
+            when: '{when}'
+            effect: deny
+    """)
+    phases = _count_evaluations(monkeypatch)
+
+    @execord.tool
+    def crm(cc: str) -> str:
+        return "ok"
+
+    with pytest.raises(execord.Halted) if decision == "deny" else contextlib.nullcontext():
+        with execord.execution("crm") as ex:
+            crm(EMAIL)
+    assert phases.count("tool.request") == passes
+    assert execord.flush(5)
+    (req,) = [d for d in decisions(store, ex.id) if d.attrs["phase"] == "tool.request"]
+    assert req.attrs["decision"] == decision
+    assert req.attrs["redactions"] == [{"path": "cc", "detector": "email"}]
+    step = steps_from_events(events(store, ex.id))[0]
+    assert blob_value(store, step["input"]) == {"cc": "[REDACTED:email]"}
 
 
 # -- 7. logs -----------------------------------------------------------------------------------

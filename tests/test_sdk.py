@@ -290,6 +290,48 @@ def test_non_json_values_are_stored_with_type_tags_never_crashing(engine: Execor
     assert blob_value(store, step["output"]) == {"1": "int key", "set": [1, 2, 3]}
 
 
+def _nested(depth: int, leaf: Any) -> Any:
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+_CAPTURED = [
+    {"a": [1, 2.5, None, True, "é"], "b": {"c": -0.0, "d": 1e21}},
+    {"big": 2**53 - 1}, {"big": 2**53}, {"neg": -(2**53)}, [math.inf], [math.nan], ("t", ["u"]),
+    {"\U0001f600": 1}, {1: "int key"}, [dt.date(2026, 1, 2)], {"s": type("S", (str,), {})("sub")},
+    *(_nested(n, leaf) for n in (63, 64, 65, 66) for leaf in ([], {}, "x", 1.5, {"k": 1})),
+]
+
+
+@pytest.mark.parametrize("value", _CAPTURED, ids=range(len(_CAPTURED)))
+def test_a_plain_value_is_captured_as_its_to_jsonable_copy_would_be(value: Any) -> None:
+    # capture() and the governance context skip to_jsonable for plain JSON: the bytes and the
+    # values the rules see must be exactly what the copy gives, at every nesting boundary.
+    from execord.record import canonical_json
+    from execord.runtime._capture import capture, jsonable, to_jsonable
+
+    copy = to_jsonable(value)
+    assert capture(value, 1 << 20).data == canonical_json(copy)
+    shared = jsonable(value)
+    assert shared == copy and type(shared) is type(copy)
+    if shared is value:  # shared only where the copy would be the very same JSON
+        assert copy == value and _same_types(copy, value)
+    deepest_kept, too_deep = _nested(64, []), _nested(65, [])
+    assert jsonable(_CAPTURED[0]) is _CAPTURED[0] and jsonable(deepest_kept) is deepest_kept
+    assert jsonable(too_deep) is not too_deep
+
+
+def _same_types(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same_types(a[k], b[k]) for k in a)
+    if type(a) is list:
+        return len(a) == len(b) and all(_same_types(x, y) for x, y in zip(a, b, strict=True))
+    return True
+
+
 def test_a_value_whose_repr_raises_is_still_recorded(engine: Execord, store: Any) -> None:
     class Hostile:
         def __repr__(self) -> str:

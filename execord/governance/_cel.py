@@ -114,6 +114,29 @@ def referenced(sources: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def reads_field(sources: Sequence[str], variable: str, name: str) -> bool:
+    """Whether the expressions may read ``variable.name``.
+
+    False only when every mention of ``variable`` (as a word) is a selection of another
+    field, ``variable.other``: a method or macro call on it, a bare mention (``variable["name"]``, ``size(variable)``,
+    a macro over it), a mention inside a string or a field named ``name`` anywhere all
+    count as reading it. Conservative by design: a wrong True costs an evaluation, a wrong
+    False would hide what a rule saw.
+    """
+    word = re.compile(rf"(?<![A-Za-z0-9_]){re.escape(variable)}(?![A-Za-z0-9_])")
+    for s in sources:
+        if re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", s):
+            return True
+        for m in word.finditer(s):
+            if _SELECT.match(s, m.end()) is None or (m.start() > 0 and s[m.start() - 1] == "."):
+                return True
+    return False
+
+
+# ``.field``, not ``.macro(`` (``llm.exists(k, …)`` reads every field).
+_SELECT = re.compile(r"\s*\.\s*[A-Za-z_][A-Za-z0-9_]*(?![A-Za-z0-9_])(?!\s*\()")
+
+
 class CelExprEvaluator:
     """`Evaluator` on cel-expr-python."""
 

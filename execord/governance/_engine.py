@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._cel import CelEvalError, Evaluator, Program, default_evaluator
+from ._cel import CelEvalError, Evaluator, Program, default_evaluator, reads_field
 from ._file import Rule, Spec, WindowBudget
 
 EFFECT_RANK = {"allow": 0, "warn": 1, "redact": 2, "require_approval": 3, "deny": 4}
@@ -128,6 +128,15 @@ class _Bucket:
         self.program: Program | None = (
             evaluator.program([r.when for r in self.with_when]) if self.with_when else None  # type: ignore[misc]
         )
+        self._reads: dict[tuple[str, str], bool] = {}
+
+    def reads(self, variable: str, name: str) -> bool:
+        """Whether some rule's ``when`` may read ``variable.name`` (see `reads_field`)."""
+        key = (variable, name)
+        found = self._reads.get(key)
+        if found is None:
+            found = self._reads[key] = reads_field([r.when for r in self.with_when], variable, name)  # type: ignore[misc]
+        return found
 
 
 class Policy:
@@ -165,6 +174,11 @@ class Policy:
                     rules.append(rule)
             bucket = self._buckets[key] = _Bucket(rules, self.evaluator)
         return bucket
+
+    def reads(self, phase: str, context: Mapping[str, Any], variable: str, name: str) -> bool:
+        """Whether a rule evaluated at ``phase`` with ``context`` may read ``variable.name``:
+        when none can, a change to that field alone cannot change the decision."""
+        return self.bucket(phase, _pin_value(phase, context)).reads(variable, name)
 
     def evaluate(self, phase: str, context: Mapping[str, Any], *, usage: Usage | None = None,
                  projection: Mapping[str, int] | None = None, tool: str | None = None,

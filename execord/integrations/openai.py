@@ -192,25 +192,42 @@ class _ChatStream:
         self.usage: Any = None
 
     def add(self, chunk: Any) -> None:
-        self.id = get(chunk, "id") or self.id
-        self.model = get(chunk, "model") or self.model
-        if get(chunk, "usage") is not None:
-            self.usage = chunk.usage
-        for c in get(chunk, "choices") or ():
-            choice = self.choices.setdefault(c.index, {"index": c.index, "message": {"role": "assistant", "content": None},
-                                                       "finish_reason": None})
+        # The fields are read directly (a chunk is the client's ChatCompletionChunk): this
+        # runs for every chunk of every stream. A chunk of another shape goes through `get`.
+        try:
+            chunk_id, model, usage, choices = chunk.id, chunk.model, chunk.usage, chunk.choices
+        except AttributeError:
+            chunk_id, model, usage, choices = get(chunk, "id"), get(chunk, "model"), get(chunk, "usage"), get(chunk, "choices")
+        if chunk_id:
+            self.id = chunk_id
+        if model:
+            self.model = model
+        if usage is not None:
+            self.usage = usage
+        for c in choices or ():
+            choice = self.choices.get(c.index)
+            if choice is None:
+                choice = self.choices[c.index] = {"index": c.index, "message": {"role": "assistant", "content": None},
+                                                  "finish_reason": None}
             delta, message = c.delta, choice["message"]
-            if get(delta, "content"):
-                message["content"] = (message["content"] or "") + delta.content
-            for tc in get(delta, "tool_calls") or ():
-                calls = message.setdefault("tool_calls", {})
-                call = calls.setdefault(tc.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-                call["id"] = tc.id or call["id"]
-                if tc.function is not None:
-                    call["function"]["name"] += tc.function.name or ""
-                    call["function"]["arguments"] += tc.function.arguments or ""
+            content = getattr(delta, "content", None)
+            if content:
+                message["content"] = (message["content"] or "") + content
+            tool_calls = getattr(delta, "tool_calls", None)
+            if tool_calls:
+                self._tool_calls(message, tool_calls)
             if c.finish_reason:
                 choice["finish_reason"] = c.finish_reason
+
+    @staticmethod
+    def _tool_calls(message: dict[str, Any], tool_calls: Any) -> None:
+        calls = message.setdefault("tool_calls", {})
+        for tc in tool_calls:
+            call = calls.setdefault(tc.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+            call["id"] = tc.id or call["id"]
+            if tc.function is not None:
+                call["function"]["name"] += tc.function.name or ""
+                call["function"]["arguments"] += tc.function.arguments or ""
 
     def output(self) -> dict[str, Any]:
         choices = []
@@ -224,7 +241,10 @@ class _ChatStream:
 
     def skip(self, chunk: Any) -> bool:
         """The usage-only last chunk that only we asked for."""
-        return not get(chunk, "choices") and get(chunk, "usage") is not None
+        try:
+            return not chunk.choices and chunk.usage is not None
+        except AttributeError:
+            return not get(chunk, "choices") and get(chunk, "usage") is not None
 
 
 class _ResponsesStream:

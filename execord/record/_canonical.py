@@ -83,8 +83,11 @@ def format_float(f: float) -> bytes:
     return (sign + out).encode()
 
 
-def _scan(obj: Any) -> bool:
-    """Check that ``obj`` is plain JSON for the fast path; True when it holds a float."""
+def _scan(obj: Any, max_depth: int = _MAX_DEPTH) -> bool:
+    """Check that ``obj`` is plain JSON for the fast path; True when it holds a float.
+
+    ``max_depth`` bounds the nesting: the root container is at depth 1.
+    """
     # An explicit stack beats recursion here: it is the hot path of every event. Containers
     # carry their depth, so a self-referencing value stops at _MAX_DEPTH instead of looping.
     stack = [(obj, 1)]
@@ -101,7 +104,7 @@ def _scan(obj: Any) -> bool:
                 raise _NotPlain
             floats = True
             continue
-        if depth > _MAX_DEPTH:
+        if depth > max_depth:
             raise _NotPlain
         depth += 1
         if t is dict:
@@ -169,6 +172,57 @@ def canonical_json(obj: Any) -> bytes:
         return orjson.dumps(obj, option=_OPTS)
     except (_NotPlain, orjson.JSONEncodeError):
         return rfc8785.dumps(obj)
+
+
+def canonical_plain(obj: Any, max_depth: int = _MAX_DEPTH) -> bytes | None:
+    """`canonical_json` of ``obj`` when it is plain JSON nested at most ``max_depth``
+    containers deep (the root container counts 1); None otherwise, without trying the
+    reference path.
+
+    Plain: dicts (str keys at or below U+FFFF), lists, str, bool, None, finite floats and
+    ints within ±(2**53 - 1), of exactly these types. For such a value the bytes are the
+    ones `canonical_json` gives; a caller that would convert other values first (tuples to
+    lists, say) converts only when this returns None.
+    """
+    try:
+        if _scan(obj, max_depth):
+            return orjson.dumps(_with_fragments(obj), option=_OPTS)
+        return orjson.dumps(obj, option=_OPTS)
+    except (_NotPlain, orjson.JSONEncodeError):
+        return None
+
+
+def is_plain(obj: Any, max_depth: int = _MAX_DEPTH) -> bool:
+    """True when `canonical_plain` takes ``obj`` (see there for what plain means)."""
+    stack = [(obj, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        o, depth = pop()
+        t = type(o)
+        if t is str or t is bool or o is None:
+            continue
+        if t is int:
+            if -_SAFE < o < _SAFE:
+                continue
+            return False
+        if t is float:
+            if math.isfinite(o):
+                continue
+            return False
+        if depth > max_depth:
+            return False
+        depth += 1
+        if t is dict:
+            for k, v in o.items():
+                if type(k) is not str or (not k.isascii() and max(k) > "\uffff"):
+                    return False
+                push((v, depth))
+        elif t is list:
+            for v in o:
+                push((v, depth))
+        else:
+            return False
+    return True
 
 
 def _attrs_fast(attrs: Any) -> Any:

@@ -32,9 +32,13 @@ import uuid
 from typing import Any
 
 from ..record import Blob, canonical_json, make_blob
+from ..record._canonical import canonical_plain, is_plain
 
 _SAFE_INT = 2**53 - 1
 _MAX_DEPTH = 64
+# A plain value whose containers all sit at most this deep (the root at 1) is its own
+# `to_jsonable` copy: to_jsonable replaces a container only below _MAX_DEPTH + 1 levels.
+_PLAIN_DEPTH = _MAX_DEPTH + 1
 _REPR_CHARS = 1000
 
 
@@ -73,6 +77,12 @@ def to_jsonable(value: Any, _depth: int = 0) -> Any:
         return _fallback(value, d)
     except Exception:
         return _repr(value)
+
+
+def jsonable(value: Any) -> Any:
+    """`to_jsonable`, without the copy: ``value`` itself when it is plain JSON already (the
+    copy would be equal to it). The result is shared with the caller: read it, never change it."""
+    return value if is_plain(value, _PLAIN_DEPTH) else to_jsonable(value)
 
 
 def _fallback(value: Any, d: int) -> Any:
@@ -123,10 +133,14 @@ def capture(value: Any, max_bytes: int) -> Blob:
         if blob is None:
             blob = _COMMON[key] = make_blob(canonical_json(value), "json")
         return blob
-    try:
-        data = canonical_json(to_jsonable(value))
-    except Exception:
-        data = canonical_json(_repr(value))
+    # Plain JSON (nearly every prompt and response) is canonicalized as it is: to_jsonable
+    # would only copy it.
+    data = canonical_plain(value, _PLAIN_DEPTH)
+    if data is None:
+        try:
+            data = canonical_json(to_jsonable(value))
+        except Exception:
+            data = canonical_json(_repr(value))
     if len(data) > max_bytes:
         marker = {"$type": "truncated", "size": len(data), "head": data[: max_bytes // 2].decode("utf-8", "replace")}
         data = canonical_json(marker)

@@ -315,7 +315,15 @@ def recorded_inputs(ctx: dict[str, Any], per_tool: dict[str, int], windows: dict
     """What a decision event records of its evaluation that the rest of the record cannot
     supply (usage, per-tool counts, windows, elapsed time, ``now``): see `simulate`."""
     return {"usage": ctx["usage"], "per_tool": dict(per_tool), "windows": windows or None,
-            "duration_ms": ctx["execution"]["duration_ms"], "now": ctx["now"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+            "duration_ms": ctx["execution"]["duration_ms"], "now": _wall_clock(ctx["now"])}
+
+
+def _wall_clock(t: dt.datetime) -> str:
+    """``t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")``; isoformat prints the same about ten times
+    faster (strftime also parses its format), except that it zero-pads years before 1000."""
+    if t.year < 1000:
+        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _window_start(period: str, now: int) -> int:

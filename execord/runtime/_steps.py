@@ -32,13 +32,16 @@ from ..record import (
     now_us,
     uuid7,
 )
-from ._capture import to_jsonable
+from ._capture import jsonable, to_jsonable
 from ._governed import action_digest, llm_variables, recorded_inputs
 
 if TYPE_CHECKING:
     from ._handles import ExecutionHandle, StepHandle
 
 _REQUEST = {"tool": "tool.request", "llm": "llm.request"}
+# Where a phase's context holds the step's value: (kind, response phase) -> (variable, field).
+_VALUE_FIELD = {("tool", False): ("tool", "args"), ("tool", True): ("tool", "result"),
+                ("llm", False): ("llm", "messages"), ("llm", True): ("llm", "response")}
 _RESPONSE = {"tool": "tool.response", "llm": "llm.response"}
 APPROVAL_POLL_S = 0.2
 
@@ -101,13 +104,12 @@ class GovernedSteps:
     def _context_for(self: ExecutionHandle, kind: str, name: str, step_id: str, parent: str | None,
                      value: Any, extra: dict[str, Any] | None, *, response: bool) -> dict[str, Any]:
         step = {"id": step_id, "kind": kind, "name": name, "parent_step_id": parent or ""}
-        plain = to_jsonable(value)
+        if kind != "tool" and kind != "llm":
+            return self.gov.context(step=step)  # the value is not a variable of these phases
+        plain = jsonable(value)
         if kind == "tool":
             return self.gov.context(step=step, tool={"name": name, ("result" if response else "args"): plain})
-        if kind == "llm":
-            llm = llm_variables(extra or {}, plain, response=response)
-            return self.gov.context(step=step, llm=llm)
-        return self.gov.context(step=step)
+        return self.gov.context(step=step, llm=llm_variables(extra or {}, plain, response=response))
 
     def _projection(self: ExecutionHandle, kind: str, extra: dict[str, Any] | None, ctx: dict[str, Any]) -> dict[str, int]:
         if kind == "tool":
@@ -142,7 +144,9 @@ class GovernedSteps:
         Rules never see secrets. When a redact rule then masks part of the value, the rules
         are evaluated once more on the masked value, and that decision is the one recorded
         (with the first pass's redact rules), so everything a rule saw is in the record and
-        `execord governance simulate` reproduces it exactly.
+        `execord governance simulate` reproduces it exactly. That second pass is left out
+        when no rule of the phase can read the value's variable (``llm.messages``,
+        ``tool.args``…, see `Policy.reads`): it would decide the same.
         """
         gov = self.gov
         response = phase.endswith(".response")
@@ -155,6 +159,11 @@ class GovernedSteps:
             return decision, ctx, (seen, seen_hits)
         masked, hits = gov.redact(value, decision)
         if not hits:
+            return decision, ctx, (masked, hits)
+        variable, field = _VALUE_FIELD.get((kind, response), (None, None))
+        if variable is None or not gov.pinned.policy.reads(phase, ctx, variable, field):  # type: ignore[union-attr]
+            # No rule can read the value (the redaction changed nothing else a rule sees):
+            # evaluating again would give this very decision.
             return decision, ctx, (masked, hits)
         ctx = self._context_for(kind, name, step_id, parent, masked, extra, response=response)
         again = gov.evaluate(phase, ctx, projection=projection, tool=tool)
