@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from .._format import fmt_cost, fmt_duration
 from ..errors import ConfigError
 from ..record import EXECUTION_ENDED, TERMINAL, Event
 from ..store import (
@@ -30,8 +31,6 @@ from ._common import (
     FormatOption,
     check_format,
     console,
-    fmt_cost,
-    fmt_duration,
     fmt_time,
     is_tty,
     print_json,

@@ -26,6 +26,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from .._format import fmt_cost
 from ..errors import Conflict, ExecordError, ExecutionSealed, Forbidden, NotFound
 from ..record import EXECUTION_ENDED, now_us
 from ..store import describe, export_record
@@ -48,7 +49,7 @@ _WINDOWS = {"24h": (timedelta(hours=24), timedelta(hours=1)), "7d": (timedelta(d
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("execord.ui", "templates"),
                           autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-_ENV.filters.update(ms=_views.fmt_ms, cost=_views.fmt_cost, short=lambda s: (s or "")[:13],
+_ENV.filters.update(ms=_views.fmt_ms, cost=fmt_cost, short=lambda s: (s or "")[:13],
                     when=lambda ts: (ts or "—").replace("T", " ")[:19],
                     json=lambda v: orjson.dumps(v, option=orjson.OPT_INDENT_2).decode())
 _ENV.globals.update(version=__version__, statuses=_views.STATUSES, failure_classes=_views.FAILURE_CLASSES)
@@ -366,9 +367,9 @@ def create_ui(store: Any, *, hub: Any, signer: Any = None, secret: str | bytes |
             request, "overview.html", viewer=v, o=o, window=window, windows=list(_WINDOWS),
             status_chart=_charts.status_bars(o.buckets, since_us=since, bucket_us=bucket_us, count=count),
             workflow_chart=_charts.hbars(o.by_workflow, label=lambda r: r["workflow"] or "(none)", value="cost_micros",
-                                         fmt=_views.fmt_cost, title="Cost by workflow", ident="cw"),
+                                         fmt=fmt_cost, title="Cost by workflow", ident="cw"),
             model_chart=_charts.hbars(o.by_model, label=lambda r: f"{r['provider']} {r['model']}", value="cost_micros",
-                                      fmt=_views.fmt_cost, title="Cost by model", ident="cm"),
+                                      fmt=fmt_cost, title="Cost by model", ident="cm"),
             rule_chart=_charts.hbars(o.blocking_rules, label=lambda r: r["rule_id"], value="count", fmt=str,
                                      title="Rules that blocked most", ident="br"),
             table=sorted(table.items()),

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import orjson
 from markupsafe import Markup, escape
 
+from .._format import fmt_duration
 from ..errors import ExecordError
 from ..record import Event, now_us, ts_to_us
 from ..store import ExecutionFilter, blob_value, step_depths, steps_from_events
@@ -145,23 +146,8 @@ def waterfall(events: list[Event], steps: list[dict[str, Any]], *, ended: bool) 
 
 
 def fmt_ms(ms: float | None) -> str:
-    """A duration for people: 840 ms, 2.4 s, 3 min 5 s."""
-    if ms is None:
-        return "—"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f} s"
-    return f"{int(ms // 60_000)} min {int(ms % 60_000 // 1000)} s"
-
-
-def fmt_cost(micros: int | None) -> str:
-    """Micro-USD as dollars (— when unknown)."""
-    if micros is None:
-        return "—"
-    if micros < 10_000:
-        return f"${micros / 1e6:.6f}"
-    return f"${micros / 1e6:.4f}" if micros < 10_000_000 else f"${micros / 1e6:,.2f}"
+    """A duration in milliseconds as the CLI shows it (840ms, 2.4s, 3m05s)."""
+    return fmt_duration(None if ms is None else round(ms))
 
 
 def detail(store: Any, execution_id: str, project: str) -> dict[str, Any]:
