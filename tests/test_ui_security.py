@@ -159,7 +159,13 @@ def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(server: An
     assert ops.c.get("/ui/executions").status_code == 200  # still signed in: signout was refused too
     # Sign-in is protected as well: no pre-session cookie, no sign-in.
     fresh = httpx.Client(base_url=server.url)
-    r = fresh.post("/ui/signin", data={"csrf": "x", "api_key": server.key("read")})
+    for guess in ("x", "-", ""):
+        r = fresh.post("/ui/signin", data={"csrf": guess, "api_key": server.key("read")})
+        assert r.status_code == 403 and COOKIE not in fresh.cookies, guess
+    # With a sign-in page's cookie but another page's token: refused too.
+    other_token = browser().csrf("/ui/signin")
+    fresh.get("/ui/signin")
+    r = fresh.post("/ui/signin", data={"csrf": other_token, "api_key": server.key("read")})
     assert r.status_code == 403 and COOKIE not in fresh.cookies
     fresh.close()
 

@@ -32,7 +32,7 @@ from ..record import EXECUTION_ENDED, now_us
 from ..store import describe, export_record
 from ..store._query import encode_cursor
 from . import _charts, _views
-from ._session import COOKIE, PRE_COOKIE, SESSION_S, Sessions, SignInRequired, Viewer
+from ._session import COOKIE, PRE_COOKIE, SESSION_S, CsrfRefused, Sessions, SignInRequired, Viewer
 
 log = logging.getLogger("execord.ui")
 _ID = re.compile(r"^[0-9a-f-]{36}$")
@@ -154,7 +154,9 @@ def create_ui(store: Any, *, hub: Any, signer: Any = None, secret: str | bytes |
     async def signin(request: Request) -> Response:
         form = await request.form()
         nonce = request.cookies.get(PRE_COOKIE) or ""
-        sessions.check_csrf(sessions.csrf_of(nonce) if nonce else "-", str(form.get("csrf") or ""))
+        if not nonce:  # no sign-in form was served to this browser
+            raise CsrfRefused("this sign-in did not come from the sign-in page; reload the page and try again")
+        sessions.check_csrf(sessions.csrf_of(nonce), str(form.get("csrf") or ""))
         key = str(form.get("api_key") or "").strip()
         target = _safe_next(str(form.get("next") or ""))
 
