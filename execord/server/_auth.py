@@ -7,15 +7,13 @@ own project: another project's execution is answered 404, exactly like a missing
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..errors import Forbidden, Unauthorized
-from ..store._keys import Principal, key_digest
+from ..store._keys import Principal, Recent, key_digest
 
 
 class KeyCache:
@@ -28,28 +26,18 @@ class KeyCache:
     def __init__(self, store: Any, ttl: float):
         self.store = store
         self.ttl = ttl
-        self._lock = threading.Lock()
-        self._hits: dict[str, tuple[float, Principal | None]] = {}
+        self._recent = Recent(ttl)
 
     def principal(self, key: str) -> Principal | None:
-        digest = key_digest(key)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._hits.get(digest)
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
+        return self._recent.get(key_digest(key), lambda: self._lookup(key))  # type: ignore[no-any-return]
+
+    def _lookup(self, key: str) -> Principal | None:
         row = self.store.authenticate(key)
-        found = None if row is None else Principal(row["id"], row["project"], frozenset(row["scopes"]),
+        return None if row is None else Principal(row["id"], row["project"], frozenset(row["scopes"]),
                                                   row["name"] or row["id"])
-        with self._lock:
-            if len(self._hits) > 10_000:
-                self._hits.clear()
-            self._hits[digest] = (now, found)
-        return found
 
     def forget(self) -> None:
-        with self._lock:
-            self._hits.clear()
+        self._recent.forget()
 
 
 def authenticate(request: Request) -> Principal:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +36,36 @@ class Principal:
         """How the caller is recorded as reviewer, canceller or activator."""
         return f"key:{self.name}" if self.name and self.name != self.key_id else f"key:{self.key_id}"
 
+
+
+class Recent:
+    """Answers of key lookups for a few seconds (``None`` answers too), so a busy server does
+    not read the key's row per request; a revocation is seen within ``ttl`` seconds."""
+
+    def __init__(self, ttl: float, limit: int = 10_000):
+        self.ttl = ttl
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._hits: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str, fetch: Callable[[], Any]) -> Any:
+        """The cached answer for ``key``, or ``fetch()`` (then cached)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._hits.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        found = fetch()
+        with self._lock:
+            if len(self._hits) > self.limit:
+                self._hits.clear()
+            self._hits[key] = (now, found)
+        return found
+
+    def forget(self) -> None:
+        """Drop every cached answer."""
+        with self._lock:
+            self._hits.clear()
 
 
 def key_digest(key: str) -> str:

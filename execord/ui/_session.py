@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import orjson
 
 from ..errors import ExecordError
-from ..store._keys import Principal
+from ..store._keys import Principal, Recent
 
 COOKIE = "execord_session"
 PRE_COOKIE = "execord_signin"
@@ -70,8 +69,7 @@ class Sessions:
     def __init__(self, store: Any, secret: bytes | None = None):
         self.store = store
         self.secret = secret or secrets.token_bytes(32)
-        self._lock = threading.Lock()
-        self._keys: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._recent = Recent(_KEY_TTL_S)
 
     @classmethod
     def from_env(cls, store: Any, secret: str | bytes | None = None) -> Sessions:
@@ -125,25 +123,17 @@ class Sessions:
         return Viewer(key_id, row["project"], scopes, row.get("name") or key_id, self.csrf_of(nonce))
 
     def _key(self, key_id: str) -> dict[str, Any] | None:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._keys.get(key_id)
-        if hit is not None and now - hit[0] < _KEY_TTL_S:
-            return hit[1]
+        return self._recent.get(key_id, lambda: self._row(key_id))  # type: ignore[no-any-return]
+
+    def _row(self, key_id: str) -> dict[str, Any] | None:
         try:
-            row: dict[str, Any] | None = self.store.get_key(key_id)
+            return self.store.get_key(key_id)  # type: ignore[no-any-return]
         except ExecordError:
-            row = None
-        with self._lock:
-            if len(self._keys) > 10_000:
-                self._keys.clear()
-            self._keys[key_id] = (now, row)
-        return row
+            return None
 
     def forget(self) -> None:
         """Drop the cached key rows (a key was revoked through this server)."""
-        with self._lock:
-            self._keys.clear()
+        self._recent.forget()
 
     # -- CSRF -----------------------------------------------------------------------------------
 
