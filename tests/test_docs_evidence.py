@@ -368,7 +368,7 @@ def test_a_tampered_event_gives_the_documented_failures(walk: Walk, tmp_path: Pa
 
 def test_every_message_in_the_table_is_one_verify_can_print() -> None:
     sources = "".join((ROOT / "execord" / p).read_text() for p in ("ledger/_verify.py", "ledger/_note.py",
-                                                                    "record/_verify.py"))
+                                                                    "ledger/_erasure.py", "record/_verify.py"))
     joined = re.sub(r'"\s*\n\s*f?"', "", sources)  # implicit concatenation across lines
     literal = re.sub(r"\{[^}]*\}", "", joined)
     table = _section("What the failures look like").split("| what was done |", 1)[1]
@@ -410,6 +410,14 @@ def test_erasure_as_the_page_shows_it(walk: Walk, tmp_path: Path) -> None:
     bare = _write({**files, "erasures.json": b"[]\n"}, walk.folder / "bare.zip", fix_manifest=True)
     r = _verify(walk.folder, bare)
     assert r.returncode == 1 and "is missing and no erasure of it is recorded" in " ".join(r.stderr.split())
+    # The entry's reason edited after signing: Execord and the script by hand both refuse it.
+    (entry,) = json.loads(files["erasures.json"])
+    edited = _write({**files, "erasures.json": json.dumps([{**entry, "reason": "routine"}]).encode()},
+                    walk.folder / "edited.zip", fix_manifest=True)
+    r = _verify(walk.folder, edited)
+    assert r.returncode == 1 and "was changed after it was signed" in " ".join(r.stderr.split()), r.stderr
+    hand = _by_hand(_script(tmp_path), edited, walk.folder / "acme.pub")
+    assert hand.returncode == 1 and f"the erasure of blob {digest} is not what was signed" in hand.stdout + hand.stderr
 
 
 # --- the JSON shapes of the ledger commands in docs/cli.md -----------------------------------------------
@@ -425,7 +433,7 @@ def test_cli_md_ledger_shapes_are_what_the_commands_print(tmp_path: Path) -> Non
     actual["ledger proof"] = _cli("ledger", "proof", _newest_refund(tmp_path / "s.db"), "--db", db)
     actual["ledger proof --from"] = _cli("ledger", "proof", "--from", "3", "--db", db)
     actual["blobs erase"] = _cli("blobs", "erase", shapes["blobs erase"]["digest"], "--reason", "GDPR request 2291",
-                                 "--db", db)
+                                 "--key", str(tmp_path / "ledger.key"), "--db", db)
     problems = [p for name, doc in shapes.items() for p in _same_shape(doc, actual[name], name)]
     assert not problems, "\n".join(problems)
     assert actual["ledger checkpoint"]["note"].startswith("acme.example/execord\n6\n")

@@ -40,6 +40,7 @@ from conftest import run_cli
 
 import execord
 from execord.ledger import merkle
+from execord.ledger._erasure import erasure_body
 from execord.ledger._note import Signer, Verifier, open_checkpoint, split_note
 from execord.record import canonical_json, events_root
 from execord.runtime import set_default
@@ -1069,9 +1070,9 @@ def test_an_erased_blob_leaves_every_record_verifiable(world: World, tmp_path: P
     w = world
     db = copy_db(w, tmp_path / "erased.db")
     digest = w.refund_output
-    out = ok(ex("blobs", "erase", digest, "--reason", "GDPR 2291", db=db))
-    assert out.startswith(f"erased {digest} (") and "GDPR 2291" in out
-    assert "OK" in ok(ex("verify", db=db))
+    out = ok(ex("blobs", "erase", digest, "--reason", "GDPR 2291", "--key", str(w.key), db=db))
+    assert out.startswith(f"erased {digest} (") and f"signed by {ORIGIN}: GDPR 2291" in out
+    assert "OK" in ok(ex("verify", "--key", str(w.pub), db=db))
 
     bundle = tmp_path / "after-erasure.zip"
     ok(ex("executions", "export", w.a, "--bundle", str(bundle), db=db))
@@ -1081,6 +1082,7 @@ def test_an_erased_blob_leaves_every_record_verifiable(world: World, tmp_path: P
     assert set(kept) == set(record(files, w.a)["blobs"]) - {digest}  # the other blobs are still there
     (entry,) = orjson.loads(files["erasures.json"])
     assert (entry["digest"], entry["reason"]) == (digest, "GDPR 2291")
+    assert Verifier.parse(w.pub.read_text()).open(entry["note"]).startswith(f"{ORIGIN}\nexecord-erasure-v1\n")
 
     out = ok(verify(w, bundle))
     assert "VERIFIED" in out
@@ -1089,18 +1091,108 @@ def test_an_erased_blob_leaves_every_record_verifiable(world: World, tmp_path: P
     assert [(e["digest"], e["reason"]) for e in report["erasures"]] == [(digest, "GDPR 2291")]
 
     # A second erasure of the same blob is refused, and says when the first one was.
-    one_line_error(ex("blobs", "erase", digest, "--reason", "again", db=db), "already erased at")
+    one_line_error(ex("blobs", "erase", digest, "--reason", "again", "--key", str(w.key), db=db), "already erased at")
+
+
+def _erased_bundle(w: World, tmp_path: Path) -> dict[str, bytes]:
+    """The members of a bundle of A exported after its refund output was erased (signed)."""
+    db = copy_db(w, tmp_path / "erased.db")
+    ok(ex("blobs", "erase", w.refund_output, "--reason", "GDPR 2291", db=db, env={"EXECORD_LEDGER_KEY": str(w.key)}))
+    bundle = tmp_path / "erased.zip"
+    ok(ex("executions", "export", w.a, "--bundle", str(bundle), db=db))
+    return members(bundle)
+
+
+def _with_erasures(files: dict[str, bytes], entries: list[dict[str, Any]]) -> dict[str, bytes]:
+    return {**files, "erasures.json": orjson.dumps(entries)}
+
+
+def test_an_erasure_edited_in_the_bundle_fails(world: World, tmp_path: Path) -> None:
+    """The erasure's reason is rewritten after export: its signature no longer covers it."""
+    w = world
+    files = _erased_bundle(w, tmp_path)
+    (entry,) = orjson.loads(files["erasures.json"])
+    assert "VERIFIED" in ok(verify(w, repack(files, tmp_path / "honest.zip", fix_manifest=True)))
+    bad = repack(_with_erasures(files, [{**entry, "reason": "routine cleanup"}]), tmp_path / "edited.zip",
+                 fix_manifest=True)
+    failed(verify(w, bad), bad,
+           ("erasures.json", f"the erasure of blob {w.refund_output} was changed after it was signed"))
+
+
+def test_a_blob_left_out_behind_an_unsigned_or_forged_erasure_fails(world: World, tmp_path: Path) -> None:
+    """Whoever repacks the bundle drops the refund's output and writes an erasure for it: with no
+    signature, or signed by a key of the same name that is not the ledger's."""
+    w = world
+    files = members(w.bundle)
+    lines = blob_lines(files)
+    item = orjson.loads(lines.pop(blob_line_of(files, w.refund_output)))
+    dropped = with_blob_lines(files, lines)
+    claim = {"digest": w.refund_output, "size": item["size"], "type": item["type"], "reason": "GDPR 2291",
+             "erased_by": "dpo", "erased_at": "2026-12-01T00:00:00.000000Z", "tree_size": 3}
+    unsigned = repack(_with_erasures(dropped, [claim]), tmp_path / "unsigned.zip", fix_manifest=True)
+    failed(verify(w, unsigned), unsigned, ("erasures.json", f"the erasure of blob {w.refund_output} is not signed"))
+
+    forger = Signer.generate(ORIGIN)
+    forged_note = forger.sign(erasure_body(ORIGIN, claim))
+    forged = repack(_with_erasures(dropped, [{**claim, "note": forged_note}]), tmp_path / "forged.zip",
+                    fix_manifest=True)
+    mine = Verifier.parse(w.pub.read_text())
+    failed(verify(w, forged), forged,
+           ("erasures.json", f"the erasure of blob {w.refund_output} does not verify: the note carries no "
+                             f"signature by key {ORIGIN} ({mine.key_id.hex()})"))
+    # The same claim signed by the ledger key verifies: the signature is what the check rests on.
+    real = Signer.parse(w.key.read_text())
+    signed = repack(_with_erasures(dropped, [{**claim, "note": real.sign(erasure_body(ORIGIN, claim))}]),
+                    tmp_path / "signed.zip", fix_manifest=True)
+    assert "VERIFIED" in ok(verify(w, signed))
+
+
+def test_erasing_without_the_ledger_key_is_refused_and_erases_nothing(world: World, tmp_path: Path) -> None:
+    w = world
+    db = copy_db(w, tmp_path / "nokey.db")
+    one_line_error(ex("blobs", "erase", w.refund_output, "--reason", "GDPR 2291", db=db),
+                   "an erasure is signed with the ledger key", "--key ledger.key")
+    one_line_error(ex("blobs", "erase", w.refund_output, "--reason", "GDPR 2291", "--key", str(tmp_path / "no.key"),
+                      db=db), "cannot read the ledger key")
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT count(*) FROM erasures").fetchone()[0] == 0
+        assert conn.execute("SELECT data IS NOT NULL FROM blobs WHERE digest = ?", (w.refund_output,)).fetchone()[0]
+
+
+def test_sign_erasures_signs_what_an_older_execord_erased(world: World, tmp_path: Path) -> None:
+    """An erasure kept unsigned (as before schema 7): the store check and the bundle say so,
+    and `execord blobs sign-erasures` fixes both."""
+    w = world
+    db = copy_db(w, tmp_path / "legacy.db")
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        size, type_ = conn.execute("SELECT size, type FROM blobs WHERE digest = ?", (w.refund_output,)).fetchone()
+        conn.execute("UPDATE blobs SET data = NULL WHERE digest = ?", (w.refund_output,))
+        conn.execute("INSERT INTO erasures VALUES (?,?,?,?,?,?)",
+                     (w.refund_output, size, type_, "old request", "dpo", "2026-06-01T00:00:00.000000Z"))
+    r = ex("verify", "--key", str(w.pub), db=db)
+    assert r.returncode == 1 and "is not signed" in r.stdout + r.stderr, r.stdout + r.stderr
+    bundle = tmp_path / "legacy.zip"
+    ok(ex("executions", "export", w.a, "--bundle", str(bundle), db=db))
+    failed(verify(w, bundle), bundle, ("erasures.json", f"the erasure of blob {w.refund_output} is not signed"))
+
+    assert ok(ex("blobs", "sign-erasures", "--key", str(w.key), db=db)).strip() == f"signed 1 erasure with {ORIGIN}"
+    assert "every erasure was signed already" in ok(ex("blobs", "sign-erasures", "--key", str(w.key), db=db))
+    assert "OK" in ok(ex("verify", "--key", str(w.pub), db=db))
+    ok(ex("executions", "export", w.a, "--bundle", str(bundle), db=db))
+    out = ok(verify(w, bundle))
+    assert "VERIFIED" in out and f"erased: {w.refund_output} at 2026-06-01T00:00:00.000000Z by dpo: old request" in out
 
 
 def test_erase_refuses_bad_input_in_one_line(world: World, tmp_path: Path) -> None:
     w = world
     db = copy_db(w, tmp_path / "erase-bad.db")
+    key = ("--key", str(w.key))
     one_line_error(ex("blobs", "erase", w.refund_output, db=db), "Missing option '--reason'")
     unknown = "sha256:" + "0" * 64
-    one_line_error(ex("blobs", "erase", unknown, "--reason", "GDPR 2291", db=db), f"no blob with digest {unknown}")
-    one_line_error(ex("blobs", "erase", "sha256:1234", "--reason", "GDPR 2291", db=db),
+    one_line_error(ex("blobs", "erase", unknown, "--reason", "GDPR 2291", *key, db=db), f"no blob with digest {unknown}")
+    one_line_error(ex("blobs", "erase", "sha256:1234", "--reason", "GDPR 2291", *key, db=db),
                    "'sha256:1234' is not a blob digest", "sha256:<64 hex>")
-    one_line_error(ex("blobs", "erase", w.refund_output, "--reason", "  ", db=db), "say why the blob is erased")
+    one_line_error(ex("blobs", "erase", w.refund_output, "--reason", "  ", *key, db=db), "say why the blob is erased")
     # Nothing was erased by any of them.
     assert "erased:" not in ok(ex("verify", db=db))
     with closing(sqlite3.connect(db)) as conn:

@@ -35,7 +35,8 @@ from execord.store._postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from execord.store._schema import SCHEMA_VERSION
 from execord.store._schema_pg import APP_GRANTS
 
-LEDGER_TABLES = ("ledger", "ledger_nodes", "checkpoints", "erasures")
+LEDGER_TABLES = ("ledger", "ledger_nodes", "checkpoints", "erasures", "erasure_notes")
+SIGNER = Signer.generate("test.example/log")
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ class Raw(_Raw):
     def downgrade_to_5(self) -> None:
         """Make the database what schema version 5 left: no ledger tables at all."""
         if self.backend == "sqlite":
-            for table in LEDGER_TABLES:  # dropping a table drops its triggers
+            for table in reversed(LEDGER_TABLES):  # dropping a table drops its triggers
                 self.execute(f"DROP TABLE {table}")
             self.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
         else:
@@ -456,8 +457,8 @@ def _fill_ledger_tables(s: Any) -> str:
     c.end()
     s.append(c.events, [blob])
     seal_one(s)
-    _log.make_checkpoint(s, Signer.generate("test.example/log"))
-    s.erase_blob(blob.digest, reason="subject access request", by="dpo")
+    _log.make_checkpoint(s, SIGNER)
+    _log.erase(s, blob.digest, reason="subject access request", by="dpo", signer=SIGNER)
     return blob.digest
 
 
@@ -474,6 +475,9 @@ _CHANGES = [
     "DELETE FROM checkpoints",
     "UPDATE erasures SET reason = 'x'",
     "DELETE FROM erasures",
+    "UPDATE erasure_notes SET note = 'x'",
+    "UPDATE erasure_notes SET tree_size = 0",
+    "DELETE FROM erasure_notes",
 ]
 
 
@@ -493,10 +497,11 @@ def test_postgres_refuses_truncating_the_ledger_tables(pg_url: str, table: str) 
 
     s = open_store(pg_url)
     try:
-        _fill_ledger_tables(s)
+        digest = _fill_ledger_tables(s)
         with psycopg.connect(pg_url, autocommit=True) as conn, pytest.raises(psycopg.Error, match="execord:"):
             conn.execute(f"TRUNCATE {table}")
         assert s.ledger_size() == 2 and len(s.checkpoints()) == 1 and len(s.erasures()) == 1
+        assert s.erasures()[digest]["note"] is not None
     finally:
         s.close()
 
@@ -656,8 +661,19 @@ def test_a_blob_is_erased_once_and_every_record_still_verifies(s: Any) -> None:
     _, root = _log.root_at(s)
     assert s.erasures() == {}
 
-    erased = s.erase_blob(secret.digest, reason="  GDPR art. 17 request #42 ", by="dpo@example.com")
+    erased = _log.erase(s, secret.digest, reason="  GDPR art. 17 request #42 ", by="dpo@example.com", signer=SIGNER)
     assert erased["digest"] == secret.digest and erased["reason"] == "GDPR art. 17 request #42"
+    # Signed by the ledger key over every field, at the ledger's size then (one leaf).
+    assert erased["tree_size"] == 1 and erased["key_id"] == SIGNER.verifier.key_id.hex()
+    assert SIGNER.verifier.open(erased["note"]).splitlines()[:2] == ["test.example/log", "execord-erasure-v1"]
+    assert _log.check_erasure(erased, SIGNER.verifier) is None
+    assert _log.check_erasure(erased) is None  # by the key the entry names
+    for field, value in [("reason", "GDPR art. 17 request #43"), ("erased_by", "someone"), ("size", 1),
+                         ("erased_at", "2030-01-01T00:00:00.000000Z"), ("tree_size", 2), ("digest", kept.digest)]:
+        assert "was changed after it was signed" in str(_log.check_erasure({**erased, field: value}, SIGNER.verifier))
+    other = Signer.generate("test.example/log")
+    assert "no signature by key test.example/log" in str(_log.check_erasure(erased, other.verifier))
+    assert "is not signed" in str(_log.check_erasure({**erased, "note": None}))
     assert erased["erased_by"] == "dpo@example.com"
     assert erased["size"] == secret.size and erased["type"] == secret.type
     blob = s.get_blob(secret.digest)
@@ -670,12 +686,12 @@ def test_a_blob_is_erased_once_and_every_record_still_verifies(s: Any) -> None:
     assert verify_store(s).ok
 
     with pytest.raises(InvalidInput, match="already erased"):
-        s.erase_blob(secret.digest, reason="again", by=None)
+        _log.erase(s, secret.digest, reason="again", by=None, signer=SIGNER)
     with pytest.raises(NotFound):
-        s.erase_blob("sha256:" + "0" * 64, reason="gone", by=None)
+        _log.erase(s, "sha256:" + "0" * 64, reason="gone", by=None, signer=SIGNER)
     for reason in ("", "   ", "x" * 2001):
         with pytest.raises(InvalidInput):
-            s.erase_blob(kept.digest, reason=reason, by=None)
+            _log.erase(s, kept.digest, reason=reason, by=None, signer=SIGNER)
     assert s.get_blob(kept.digest).data == kept.data  # type: ignore[union-attr]
     assert list(s.erasures()) == [secret.digest]
     # Seen from another connection too.
@@ -685,6 +701,59 @@ def test_a_blob_is_erased_once_and_every_record_still_verifies(s: Any) -> None:
         assert other.erasures() == {secret.digest: erased}
     finally:
         other.close()
+
+
+def test_erasures_kept_before_they_were_signed_are_reported_until_signed(s: Any, raw: Raw) -> None:
+    """A store upgraded from schema 6 keeps its erasures unsigned: the store check says so and
+    `sign_erasures` signs each once, at the ledger's size then."""
+    blob = make_blob(b'{"email":"ana@example.com"}')
+    c = Chain()
+    c.start()
+    c.next("log", {"level": "info", "message": "m", "data": blob_ref(blob.digest[7:], blob.size, blob.type)})
+    c.end()
+    s.append(c.events, [blob])
+    raw.execute("UPDATE blobs SET data = NULL WHERE digest = ?", (blob.digest,))
+    raw.execute("INSERT INTO erasures (digest, size, type, reason, erased_by, erased_at) VALUES (?,?,?,?,?,?)",
+                (blob.digest, blob.size, blob.type, "before v7", "dpo", "2026-01-01T00:00:00.000000Z"))
+    (entry,) = s.erasures().values()
+    assert entry["note"] is None and entry["tree_size"] is None
+    problems = [m for _, m in _log.verify_ledger(s)["problems"]]
+    assert problems == [f"the erasure of blob {blob.digest} is not signed, so it cannot be told from a blob left "
+                        "out (sign the erasures made before Execord signed them: `execord blobs sign-erasures "
+                        "--key ledger.key`)"]
+
+    (signed,) = _log.sign_erasures(s, SIGNER)
+    assert {k: signed[k] for k in ("digest", "reason", "erased_at")} == \
+        {"digest": blob.digest, "reason": "before v7", "erased_at": "2026-01-01T00:00:00.000000Z"}
+    assert signed["tree_size"] == 1 and _log.check_erasure(signed, SIGNER.verifier) is None
+    assert _log.verify_ledger(s, SIGNER.verifier)["problems"] == []
+    assert _log.sign_erasures(s, SIGNER) == []  # nothing left to sign
+    assert s.erasures() == {blob.digest: signed}
+
+
+def test_upgrading_from_schema_6_keeps_erasures_and_adds_their_signatures(s: Any) -> None:
+    digest = _fill_ledger_tables(s)
+    before = s.erasures()[digest]
+    target, backend = s.target, s.backend
+    raw = Raw(s)
+    try:
+        if backend == "sqlite":
+            raw.execute("DROP TABLE erasure_notes")
+            raw.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+        else:
+            raw.execute("DROP TABLE erasure_notes")
+            raw.execute("UPDATE execord_meta SET value = '6' WHERE key = 'schema_version'")
+    finally:
+        raw.close()
+    reopened = open_store(target)
+    try:
+        (entry,) = reopened.erasures().values()
+        assert entry == {**before, "tree_size": None, "key_id": None, "verifier_key": None, "note": None}
+        (signed,) = _log.sign_erasures(reopened, SIGNER)
+        assert _log.verify_ledger(reopened, SIGNER.verifier)["problems"] == []
+        assert signed["tree_size"] == 2 and signed["reason"] == before["reason"]
+    finally:
+        reopened.close()
 
 
 def _erase_race(pg_url: str, replicas: int = 4) -> tuple[list[dict[str, Any]], list[StoreError], int]:
@@ -701,7 +770,7 @@ def _erase_race(pg_url: str, replicas: int = 4) -> tuple[list[dict[str, Any]], l
         def erase(st: Any) -> None:
             barrier.wait(timeout=30)
             try:
-                done.append(st.erase_blob(blob.digest, reason="request", by=None))
+                done.append(_log.erase(st, blob.digest, reason="request", by=None, signer=SIGNER))
             except StoreError as exc:
                 refused.append(exc)
 

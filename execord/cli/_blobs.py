@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import getpass
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +14,28 @@ from ._common import DbOption, FormatOption, check_format, console, print_json, 
 app = typer.Typer(help="Content blobs: the large or sensitive values events refer to by digest.",
                   no_args_is_help=True)
 
+SignKeyOption = Annotated[
+    Path | None,
+    typer.Option("--key", "-k", envvar="EXECORD_LEDGER_KEY", show_default=False,
+                 help="The ledger's private key file, which signs the erasure (env EXECORD_LEDGER_KEY)."),
+]
+
+
+def _local(db: str | None, key: Path | None) -> tuple[Any, Any]:
+    """The store the erasure changes and the ledger key that signs it."""
+    from ..ledger import _log
+
+    if key is None:
+        raise ConfigError("an erasure is signed with the ledger key, so an auditor can tell it from a blob left "
+                          "out of a bundle: pass --key ledger.key or set EXECORD_LEDGER_KEY (make one with "
+                          "`execord ledger keygen`)")
+    signer = _log.read_signer(key)
+    store = store_from(db)
+    if getattr(store, "remote", False):
+        raise ConfigError("erasure changes the store itself: pass --db with the SQLite file or the "
+                          "postgresql:// URL of the server's store")
+    return store, signer
+
 
 @app.command("erase")
 def erase(
@@ -20,23 +43,46 @@ def erase(
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why (kept in the erasure entry), "
                                                                "e.g. a data-subject request number.")],
     by: Annotated[str | None, typer.Option(help="Who erases (default: the OS user).")] = None,
+    key: SignKeyOption = None,
     db: DbOption = None,
     fmt: FormatOption = "table",
 ) -> None:
-    """Delete a blob's bytes and append an erasure entry; every record still verifies.
+    """Delete a blob's bytes and append an erasure entry signed by the ledger key; every record still verifies.
 
-    Example: execord blobs erase sha256:9f86d0… --reason "GDPR request 2291"
+    Example: execord blobs erase sha256:9f86d0… --reason "GDPR request 2291" --key ledger.key
     """
+    from ..ledger import _log
+
     fmt = check_format(fmt)
     if not digest.startswith("sha256:") or len(digest) != 71:
         raise ConfigError(f"{digest[:80]!r} is not a blob digest: they look like sha256:<64 hex> "
                           "(see `execord executions export ID`)")
-    store = store_from(db)
-    if getattr(store, "remote", False):
-        raise ConfigError("erasure changes the store itself: pass --db with the SQLite file or the "
-                          "postgresql:// URL of the server's store")
-    entry = store.erase_blob(digest, reason=reason, by=by or getpass.getuser())
+    store, signer = _local(db, key)
+    entry = _log.erase(store, digest, reason=reason, by=by or getpass.getuser(), signer=signer)
     if fmt == "json":
         print_json(entry)
         return
-    console.print(f"erased {digest} ({entry['size']} bytes) at {entry['erased_at']}: {entry['reason']}", markup=False)
+    console.print(f"erased {digest} ({entry['size']} bytes) at {entry['erased_at']}, signed by {signer.name}: "
+                  f"{entry['reason']}", markup=False)
+
+
+@app.command("sign-erasures")
+def sign_erasures(
+    key: SignKeyOption = None,
+    db: DbOption = None,
+    fmt: FormatOption = "table",
+) -> None:
+    """Sign the erasures made before Execord signed them (a store upgraded from schema 6).
+
+    Example: execord blobs sign-erasures --key ledger.key
+    """
+    from ..ledger import _log
+
+    fmt = check_format(fmt)
+    store, signer = _local(db, key)
+    signed = _log.sign_erasures(store, signer)
+    if fmt == "json":
+        print_json({"signed": signed})
+        return
+    console.print(f"signed {len(signed)} erasure{'' if len(signed) == 1 else 's'} with {signer.name}"
+                  + ("" if signed else " (every erasure was signed already)"), markup=False)

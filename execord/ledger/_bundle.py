@@ -57,7 +57,7 @@ ALGORITHMS = {
               "consistency proofs as in RFC 9162 §2.1.3 and §2.1.4.",
     "checkpoint": "C2SP tlog-checkpoint (origin, tree size, base64 root) in a C2SP signed-note signed with "
                   "Ed25519; key id = first 4 bytes of SHA-256(key name ‖ 0x0A ‖ 0x01 ‖ public key).",
-    "blobs": "content blobs are named by SHA-256 of their bytes; an erased blob has an erasure entry instead.",
+    "blobs": "content blobs are named by SHA-256 of their bytes; an erased blob has an erasure entry instead, signed by the ledger key.",
     "governance": "a governance version id is gv_ + the first 16 hex of SHA-256 of its canonical document.",
     "manifest": "files lists the SHA-256 of every other file in the bundle; it detects damage, and proves "
                 "nothing by itself: the proof is the chain, the ledger and the signed checkpoint.",

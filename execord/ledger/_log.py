@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LedgerError
 from . import _tree
+from ._erasure import check_erasure, erasure_body
 from ._note import Checkpoint, NoteError, Signer, Verifier, open_checkpoint
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -137,8 +139,8 @@ def check_checkpoint(store: Any, row: dict[str, Any], verifier: Verifier | None 
 
 def verify_ledger(store: Any, verifier: Verifier | None = None) -> dict[str, Any]:
     """Check a store's ledger: one leaf per seal, each leaf equal to its seal, indices
-    contiguous, the stored tree equal to the tree of the leaves, and the latest checkpoint's
-    signature and root. Returns {leaves, checkpoint, problems: [(execution id | None, message)]}."""
+    contiguous, the stored tree equal to the tree of the leaves, the latest checkpoint's
+    signature and root, and every erasure's signature. Returns {leaves, checkpoint, problems: [(execution id | None, message)]}."""
     from ..record import root_from_leaf_hashes
 
     rows, orphans = store.ledger_audit_rows()
@@ -163,6 +165,10 @@ def verify_ledger(store: Any, verifier: Verifier | None = None) -> dict[str, Any
         if row["tree_size"] <= size and root_from_leaf_hashes(hashes[: row["tree_size"]]).hex() != row["root"]:
             problems.append((None, f"the leaves of the ledger do not hash to the signed checkpoint of "
                                    f"{row['tree_size']} (the ledger was rewritten)"))
+    for entry in store.erasures().values():
+        problem = check_erasure(entry, verifier)
+        if problem:
+            problems.append((None, problem))
     return {"leaves": size, "checkpoint": None if row is None else row["tree_size"], "problems": problems}
 
 
@@ -182,6 +188,25 @@ def _check_nodes(store: Any, leaf_hashes: list[bytes]) -> list[str]:
         row = [_tree.node_hash(row[i], row[i + 1]) for i in range(0, len(row) - 1, 2)]
         level += 1
     return []
+
+
+# -- erasures ---------------------------------------------------------------------------------------
+
+def _signing(signer: Signer) -> Callable[[dict[str, Any]], dict[str, str]]:
+    def sign(entry: dict[str, Any]) -> dict[str, str]:
+        return {"key_id": signer.verifier.key_id.hex(), "verifier_key": signer.verifier.text(),
+                "note": signer.sign(erasure_body(signer.name, entry))}
+    return sign
+
+
+def erase(store: Any, digest: str, *, reason: str, by: str | None, signer: Signer) -> dict[str, Any]:
+    """Delete a blob's bytes and keep an erasure entry signed by the ledger key; return it."""
+    return store.erase_blob(digest, reason=reason, by=by, sign=_signing(signer))
+
+
+def sign_erasures(store: Any, signer: Signer) -> list[dict[str, Any]]:
+    """Sign the erasures kept before erasures were signed; return the ones signed now."""
+    return store.sign_erasures(_signing(signer))
 
 
 # -- keys -------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import binascii
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -91,8 +92,9 @@ class Verifier:
         """The verifier key in its one-line text form."""
         return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(bytes([ED25519]) + self.public).decode()}"
 
-    def open(self, note: str | bytes) -> str:
-        """The text of ``note`` once a signature line of this key verifies over it.
+    def open(self, note: str | bytes, what: Literal["checkpoint", "erasure"] = "checkpoint") -> str:
+        """The text of ``note`` once a signature line of this key verifies over it
+        (``what`` the note is, for the error: a checkpoint, an erasure).
 
         Raises:
             NoteError: the note is malformed, carries no signature of this key, or the
@@ -110,8 +112,9 @@ class Verifier:
             except (InvalidSignature, ValueError):
                 continue
         if found:
-            raise NoteError(f"the signature of {self.name} does not verify: the checkpoint was "
-                            "changed after signing, or signed by another key")
+            why = ("the erasure was changed after signing, or signed by another key" if what == "erasure"
+                   else "the checkpoint was changed after signing, or signed by another key")
+            raise NoteError(f"the signature of {self.name} does not verify: {why}")
         raise NoteError(f"the note carries no signature by key {self.name} ({self.key_id.hex()})")
 
 

@@ -35,6 +35,7 @@ from ..record import ledger_entry
 from ..record._verify import chain_from_jsonl
 from . import merkle
 from ._bundle import BUNDLE_FORMAT, BUNDLE_VERSION
+from ._erasure import check_erasure
 from ._note import Checkpoint, NoteError, Verifier, open_checkpoint, split_note
 
 MAX_MEMBERS = 2_000_000
@@ -538,6 +539,13 @@ def _erasures(members: Mapping[str, bytes], report: BundleReport) -> dict[str, d
         report.failures.append(Failure("erasures.json", "is not a list of erasure entries"))
         return {}
     report.erasures = [e for e in entries if isinstance(e, dict)]
+    if len(report.erasures) != len(entries):
+        report.failures.append(Failure("erasures.json", "holds something that is not an erasure entry"))
+    verifier = Verifier.parse(report.key) if report.key else None
+    for e in report.erasures:  # without a usable key the checkpoint has failed already
+        problem = check_erasure(e, verifier) if verifier is not None else None
+        if problem:
+            report.failures.append(Failure("erasures.json", problem))
     return {e.get("digest"): e for e in report.erasures}
 
 

@@ -191,11 +191,14 @@ class LedgerTables:
 
     # -- erasure -------------------------------------------------------------------------------
 
-    def erase_blob(self, digest: str, *, reason: str, by: str | None) -> dict[str, Any]:
-        """Delete a blob's bytes and append an erasure entry (right to erasure, DESIGN §3).
+    def erase_blob(self, digest: str, *, reason: str, by: str | None,
+                   sign: Callable[[dict[str, Any]], dict[str, str]]) -> dict[str, Any]:
+        """Delete a blob's bytes and append a signed erasure entry (right to erasure, DESIGN §3).
 
         The events keep the blob's digest, so every record still verifies; a bundle lists
-        the erasure instead of the bytes.
+        the erasure instead of the bytes. ``sign(entry)`` is called in the transaction with
+        the entry (``tree_size`` included: the ledger's size then) and returns its
+        ``key_id``, ``verifier_key`` and signed ``note`` (`execord.ledger._log.erase`).
 
         Raises:
             NotFound: no blob has this digest.
@@ -212,12 +215,14 @@ class LedgerTables:
         if digest in done:
             raise InvalidInput(f"blob {digest} was already erased at {done[digest]['erased_at']}")
         size, type_, _ = rows[0]
-        at = now_ts()
+        entry = {"digest": digest, "size": size, "type": type_, "reason": reason.strip(), "erased_by": by,
+                 "erased_at": now_ts()}
 
         def tx(c: Any) -> None:
             c.execute("UPDATE blobs SET data = NULL WHERE digest = ?", (digest,))
             c.execute("INSERT INTO erasures (digest, size, type, reason, erased_by, erased_at) VALUES (?,?,?,?,?,?)",
-                      (digest, size, type_, reason.strip(), by, at))
+                      tuple(entry.values()))
+            _insert_note(c, entry, sign)
 
         try:
             self._write(tx)
@@ -228,16 +233,44 @@ class LedgerTables:
             raise
         return self.erasures([digest])[digest]
 
+    def sign_erasures(self, sign: Callable[[dict[str, Any]], dict[str, str]]) -> list[dict[str, Any]]:
+        """Sign every erasure made before erasures were signed (schema version 7); return them."""
+        unsigned = [e for e in self.erasures().values() if e["note"] is None]
+        if not unsigned:
+            return []
+
+        def tx(c: Any) -> None:
+            for e in unsigned:
+                if not c.execute("SELECT 1 FROM erasure_notes WHERE digest = ?", (e["digest"],)).fetchall():
+                    _insert_note(c, {k: e[k] for k in _ERASURE_KEYS}, sign)
+
+        self._write(tx)
+        return list(self.erasures([e["digest"] for e in unsigned]).values())
+
     def erasures(self, digests: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-        """digest → {digest, size, type, reason, erased_by, erased_at} (all, or of these digests)."""
-        keys = ("digest", "size", "type", "reason", "erased_by", "erased_at")
-        sql = "SELECT digest, size, type, reason, erased_by, erased_at FROM erasures"
+        """digest → the erasure entry: {digest, size, type, reason, erased_by, erased_at,
+        tree_size, key_id, verifier_key, note} (the last four None while it is unsigned)."""
+        keys = _ERASURE_KEYS + _NOTE_KEYS
+        sql = ("SELECT e.digest, e.size, e.type, e.reason, e.erased_by, e.erased_at, n.tree_size, n.key_id,"
+               " n.verifier_key, n.note FROM erasures e LEFT JOIN erasure_notes n ON n.digest = e.digest")
         if digests is None:
-            return {r[0]: dict(zip(keys, r, strict=True)) for r in self._read(sql + " ORDER BY erased_at")}
+            return {r[0]: dict(zip(keys, r, strict=True)) for r in self._read(sql + " ORDER BY e.erased_at")}
         wanted = list(digests)
         out: dict[str, dict[str, Any]] = {}
         for k in range(0, len(wanted), 500):
             part = wanted[k:k + 500]
-            for r in self._read(sql + f" WHERE digest IN ({','.join('?' * len(part))})", part):
+            for r in self._read(sql + f" WHERE e.digest IN ({','.join('?' * len(part))})", part):
                 out[r[0]] = dict(zip(keys, r, strict=True))
         return out
+
+
+_ERASURE_KEYS = ("digest", "size", "type", "reason", "erased_by", "erased_at")
+_NOTE_KEYS = ("tree_size", "key_id", "verifier_key", "note")
+
+
+def _insert_note(c: Any, entry: dict[str, Any], sign: Callable[[dict[str, Any]], dict[str, str]]) -> None:
+    """Sign ``entry`` at the ledger's current size and keep the note, in transaction ``c``."""
+    size = c.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger").fetchall()[0][0]
+    signed = sign({**entry, "tree_size": int(size)})
+    c.execute("INSERT INTO erasure_notes (digest, tree_size, key_id, verifier_key, note) VALUES (?,?,?,?,?)",
+              (entry["digest"], int(size), signed["key_id"], signed["verifier_key"], signed["note"]))

@@ -357,4 +357,27 @@ BEGIN SELECT RAISE(ABORT, 'execord: erasures are kept as made (DELETE refused)')
     )
 )
 
+MIGRATIONS.append(
+    (
+        7,
+        """
+-- An erasure's signed statement: a C2SP signed note by the ledger key over the entry and
+-- the ledger's size when it was signed, so an auditor can tell an erased blob from one left
+-- out of a bundle (`execord.ledger._log.erasure_body`). Erasures made before version 7 have
+-- none until `execord blobs sign-erasures` signs them.
+CREATE TABLE erasure_notes (
+    digest       TEXT PRIMARY KEY,             -- the erasures row it signs
+    tree_size    INTEGER NOT NULL,
+    key_id       TEXT NOT NULL,
+    verifier_key TEXT NOT NULL,
+    note         TEXT NOT NULL
+);
+CREATE TRIGGER erasure_notes_no_update BEFORE UPDATE ON erasure_notes
+BEGIN SELECT RAISE(ABORT, 'execord: erasures are kept as signed (UPDATE refused)'); END;
+CREATE TRIGGER erasure_notes_no_delete BEFORE DELETE ON erasure_notes
+BEGIN SELECT RAISE(ABORT, 'execord: erasures are kept as signed (DELETE refused)'); END;
+""" + _no_replace("erasure_notes", ("digest",), False),
+    )
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -241,8 +241,18 @@ CREATE TABLE erasures (
     + _refuse("checkpoints", "UPDATE OR DELETE", "checkpoints are kept as signed") \
     + _refuse("erasures", "UPDATE OR DELETE", "erasures are kept as made")
 
+V7 = """
+CREATE TABLE erasure_notes (
+    digest       TEXT COLLATE "C" PRIMARY KEY,
+    tree_size    BIGINT NOT NULL,
+    key_id       TEXT NOT NULL,
+    verifier_key TEXT NOT NULL,
+    note         TEXT NOT NULL
+);
+""" + _refuse("erasure_notes", "UPDATE OR DELETE", "erasures are kept as signed")
+
 # Version 5 changed only SQLite's list indexes; PostgreSQL's had the same shape from version 1.
-PG_MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, "SELECT 1"), (6, V6)]
+PG_MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, "SELECT 1"), (6, V6), (7, V7)]
 
 #: What a least-privilege application role needs (``execord serve`` as that role, after an
 #: owner ran the migrations): read everything; insert facts; update only the projections
@@ -251,7 +261,7 @@ APP_GRANTS = """
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};
 GRANT INSERT ON events, blobs, seals, executions, execution_labels, governance_versions,
   governance_activations, approvals, cancels, api_keys, decision_checks, ledger, ledger_nodes,
-  checkpoints, erasures TO {role};
+  checkpoints, erasures, erasure_notes TO {role};
 GRANT UPDATE ON executions, approvals, api_keys TO {role};
 GRANT UPDATE (data) ON blobs TO {role};
 """
