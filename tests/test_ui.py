@@ -1,8 +1,9 @@
 """The web viewer in a real browser: Debian's Chromium driven by Playwright, against a real
 server over a real SQLite file, with real SDK processes recording through it.
 
-Screenshots of the list, a detail page, the approvals queue and the overview are written to
-docs/img/ by this run (docs/viewer.md shows them).
+Screenshots of the list, a detail page, the approvals queue and the overview are taken on
+every run, into a temporary folder; ``EXECORD_SCREENSHOTS=docs/img python -m pytest
+tests/test_ui.py`` writes them where docs/viewer.md shows them.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _server import ADMIN_KEY, ROOT, live_server, sdk_env
+from _server import ADMIN_KEY, live_server, sdk_env
 
 from execord.ledger._note import Signer
 
@@ -26,7 +28,7 @@ if not Path(CHROMIUM).exists():  # .ci/run installs it; say so rather than skip 
     raise RuntimeError(f"the viewer tests need Chromium at {CHROMIUM}: apt-get install chromium")
 
 pytestmark = pytest.mark.slow
-IMG = ROOT / "docs" / "img"
+IMG = Path(os.environ.get("EXECORD_SCREENSHOTS") or tempfile.mkdtemp(prefix="execord-ui-shots-"))
 
 GOVERNANCE = """
 version: 1
