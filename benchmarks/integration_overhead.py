@@ -397,6 +397,41 @@ def profile(mode: Mode, completions: Any, n: int, top: int = 22) -> None:
         print(f"    {tt / n * 1e6:8.1f} own {ct / n * 1e6:7.1f} cum {nc / n:6.1f}x  {name(key)}")
 
 
+# -- server mode ----------------------------------------------------------------------------------
+
+BENCH_KEY = "ek_be0c4be0c4be_integration-overhead-bench-key"
+
+
+@contextlib.contextmanager
+def execord_server(folder: Path) -> Iterator[str]:
+    """``execord serve`` over a SQLite file in ``folder``, as a child process: its URL."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "EXECORD_ADMIN_KEY": BENCH_KEY}
+    child = subprocess.Popen([sys.executable, "-m", "execord", "serve", "--db", str(folder / "server.db"),
+                              "--port", str(port), "--log-level", "warning"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/readyz", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or child.poll() is not None:
+                    raise SystemExit("execord serve did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 
@@ -409,6 +444,9 @@ def main() -> None:
     ap.add_argument("--stream", action="store_true", help="also time stream=True calls")
     ap.add_argument("--server-process", action="store_true",
                     help="run the fake server in a child process instead of a thread of this one")
+    ap.add_argument("--server-mode", action="store_true",
+                    help="also time server mode: the SDK spooling to a local `execord serve` child process, "
+                         "with EXECORD_SPOOL_FSYNC=interval and =always")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -435,6 +473,15 @@ def measure(args: argparse.Namespace, base_url: str) -> None:
     plain = Execord(agent="bench", db=str(folder / "plain.db"))
     governed = Execord(agent="bench", db=str(folder / "governed.db"), governance=str(folder / "governance.yaml"))
     modes = [Mode("bare", None, False), Mode("execord", plain, False), Mode("governed", governed, False)]
+    engines = [plain, governed]
+    stack = contextlib.ExitStack()
+    if args.server_mode:
+        url = stack.enter_context(execord_server(folder))
+        for fsync in ("interval", "always"):
+            engine = Execord(agent="bench", url=url, api_key=BENCH_KEY, spool_dir=str(folder / f"spool-{fsync}"),
+                             spool_fsync=fsync)
+            engines.append(engine)
+            modes.append(Mode(f"server {fsync}", engine, False))
     if args.stream:
         modes += [Mode(m.name, m.engine, True) for m in modes[:3]]
 
@@ -484,8 +531,9 @@ def measure(args: argparse.Namespace, base_url: str) -> None:
 
     integrations.uninstrument(["openai"])
     client.close()
-    plain.close()
-    governed.close()
+    for engine in engines:
+        engine.close()
+    stack.close()
     os.chdir(start)
     shutil.rmtree(folder, ignore_errors=True)
 

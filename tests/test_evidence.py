@@ -1147,6 +1147,49 @@ def test_a_blob_left_out_behind_an_unsigned_or_forged_erasure_fails(world: World
     assert "VERIFIED" in ok(verify(w, signed))
 
 
+def test_a_new_ledger_key_signs_the_erasures_again(world: World, tmp_path: Path) -> None:
+    """After `ledger keygen --force`, a bundle under the new key's checkpoint needs the
+    erasures signed by it too: `sign-erasures --yes` does that, and both keys' bundles verify."""
+    w = world
+    db = copy_db(w, tmp_path / "rotated.db")
+    ok(ex("blobs", "erase", w.refund_output, "--reason", "GDPR 2291", "--key", str(w.key), db=db))
+    new = tmp_path / "new"
+    ok(ex("ledger", "keygen", "--name", ORIGIN, "--out", str(new)))
+    ok(ex("ledger", "checkpoint", "--key", str(new / "ledger.key"), db=db))
+    bundle = tmp_path / "rotated.zip"
+    ok(ex("executions", "export", w.a, "--bundle", str(bundle), db=db))
+    newer = Verifier.parse((new / "ledger.pub").read_text())
+    failed(verify(w, bundle, "--key", str(new / "ledger.pub"), key=False), bundle,
+           ("erasures.json", f"does not verify: the note carries no signature by key {ORIGIN} ({newer.key_id.hex()})"))
+    assert "1 erasure not signed" in ok(ex("blobs", "sign-erasures", "--key", str(new / "ledger.key"), db=db))
+    ok(ex("blobs", "sign-erasures", "--key", str(new / "ledger.key"), "--yes", db=db))
+    ok(ex("executions", "export", w.a, "--bundle", str(bundle), db=db))
+    assert "VERIFIED" in ok(verify(w, bundle, "--key", str(new / "ledger.pub"), key=False))
+    assert "OK" in ok(ex("verify", "--key", str(new / "ledger.pub"), db=db))
+
+
+def test_malformed_erasure_entries_fail_without_a_traceback(world: World, tmp_path: Path) -> None:
+    w = world
+    files = _erased_bundle(w, tmp_path)
+    (entry,) = orjson.loads(files["erasures.json"])
+    signed = json.dumps(entry)
+    deep = "[" * 900 + '"x"' + "]" * 900  # JSON that parses, nested past what canonical JSON takes
+    cases = {
+        "deep": ("[" + signed[:-1] + ', "reason": ' + deep + "}]",
+                 f"the erasure of blob {w.refund_output} was changed after it was signed"),
+        "digest-list": (f'[{{"digest": [1]}}, {signed}]', "holds something that is not an erasure entry"),
+        "twice": (f"[{signed}, {signed}]", f"lists blob {w.refund_output} twice"),
+        "size-text": (json.dumps([{**entry, "size": str(entry["size"])}]),
+                      f"the erasure of blob {w.refund_output} was changed after it was signed"),
+    }
+    for name, (raw, words) in cases.items():
+        bad = repack({**files, "erasures.json": raw.encode()}, tmp_path / f"{name}.zip", fix_manifest=True)
+        r = verify(w, bad)
+        failed(r, bad, ("erasures.json", words))
+        # An entry that fails is not listed as an erasure.
+        assert ("erased:" in r.stdout) == (name in ("twice", "digest-list")), (name, r.stdout)
+
+
 def test_erasing_without_the_ledger_key_is_refused_and_erases_nothing(world: World, tmp_path: Path) -> None:
     w = world
     db = copy_db(w, tmp_path / "nokey.db")
@@ -1175,8 +1218,15 @@ def test_sign_erasures_signs_what_an_older_execord_erased(world: World, tmp_path
     ok(ex("executions", "export", w.a, "--bundle", str(bundle), db=db))
     failed(verify(w, bundle), bundle, ("erasures.json", f"the erasure of blob {w.refund_output} is not signed"))
 
-    assert ok(ex("blobs", "sign-erasures", "--key", str(w.key), db=db)).strip() == f"signed 1 erasure with {ORIGIN}"
-    assert "every erasure was signed already" in ok(ex("blobs", "sign-erasures", "--key", str(w.key), db=db))
+    # Listed first, signed only with --yes.
+    listed = ok(ex("blobs", "sign-erasures", "--key", str(w.key), db=db))
+    assert f"{w.refund_output} erased at 2026-06-01T00:00:00.000000Z by dpo: old request" in listed
+    assert f"1 erasure not signed by {ORIGIN}: check them, then run again with --yes" in listed
+    r = ex("verify", "--key", str(w.pub), db=db)
+    assert r.returncode == 1 and "is not signed" in r.stdout + r.stderr  # the listing signed nothing
+    assert ok(ex("blobs", "sign-erasures", "--key", str(w.key), "--yes", db=db)).splitlines()[-1] == \
+        f"signed 1 erasure with {ORIGIN}"
+    assert "every erasure is signed by" in ok(ex("blobs", "sign-erasures", "--key", str(w.key), db=db))
     assert "OK" in ok(ex("verify", "--key", str(w.pub), db=db))
     ok(ex("executions", "export", w.a, "--bundle", str(bundle), db=db))
     out = ok(verify(w, bundle))

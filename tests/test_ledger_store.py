@@ -448,8 +448,9 @@ def test_migration_backfills_more_than_one_chunk(store_url: str) -> None:
 # -- 6. the database refuses to rewrite the ledger --------------------------------------------
 
 
-def _fill_ledger_tables(s: Any) -> str:
-    """A sealed execution with a blob, a checkpoint and an erasure: a row in every ledger table."""
+def _fill_ledger_tables(s: Any, eraser: Any = None) -> str:
+    """A sealed execution with a blob, a checkpoint and an erasure (made through ``eraser``,
+    by default the same store): a row in every ledger table."""
     blob = make_blob(b'{"email":"ana@example.com"}')
     c = Chain()
     c.start()
@@ -458,7 +459,7 @@ def _fill_ledger_tables(s: Any) -> str:
     s.append(c.events, [blob])
     seal_one(s)
     _log.make_checkpoint(s, SIGNER)
-    _log.erase(s, blob.digest, reason="subject access request", by="dpo", signer=SIGNER)
+    _log.erase(eraser or s, blob.digest, reason="subject access request", by="dpo", signer=SIGNER)
     return blob.digest
 
 
@@ -536,10 +537,17 @@ def test_the_least_privilege_role_appends_to_the_ledger_but_cannot_rewrite_it(pg
             app = open_store(app_url)
             try:
                 ids = [seal_one(app), seal_one(owner), seal_one(app)]
-                digest = _fill_ledger_tables(app)  # seals twice, signs a checkpoint, erases a blob
+                # The role cannot erase (the owner does, with the ledger key): no bytes go.
+                kept = make_blob(b'{"card":"4242"}')
+                c = Chain()
+                app.append([c.start(), c.end()], [kept])
+                with pytest.raises(StoreError, match="permission denied"):
+                    _log.erase(app, kept.digest, reason="request", by=None, signer=SIGNER)
+                assert app.get_blob(kept.digest).data == kept.data and app.erasures() == {}  # type: ignore[union-attr]
+                digest = _fill_ledger_tables(app, eraser=owner)  # seals twice, signs a checkpoint
                 assert app.erasures()[digest]["erased_by"] == "dpo"
                 ids += [r[1] for r in app.ledger_entries(3)]
-                assert len(ids) == 5
+                assert len(ids) == 6 and ids[3] == c.id
                 assert_ledger(app, ids)
             finally:
                 app.close()
@@ -719,16 +727,36 @@ def test_erasures_kept_before_they_were_signed_are_reported_until_signed(s: Any,
     assert entry["note"] is None and entry["tree_size"] is None
     problems = [m for _, m in _log.verify_ledger(s)["problems"]]
     assert problems == [f"the erasure of blob {blob.digest} is not signed, so it cannot be told from a blob left "
-                        "out (sign the erasures made before Execord signed them: `execord blobs sign-erasures "
-                        "--key ledger.key`)"]
+                        "out (the operator signs it with `execord blobs sign-erasures --key ledger.key`)"]
 
-    (signed,) = _log.sign_erasures(s, SIGNER)
+    assert [e["digest"] for e in _log.unsigned_erasures(s, SIGNER)] == [blob.digest]
+    (signed,) = _log.sign_erasures(s, SIGNER, [blob.digest])
     assert {k: signed[k] for k in ("digest", "reason", "erased_at")} == \
         {"digest": blob.digest, "reason": "before v7", "erased_at": "2026-01-01T00:00:00.000000Z"}
     assert signed["tree_size"] == 1 and _log.check_erasure(signed, SIGNER.verifier) is None
     assert _log.verify_ledger(s, SIGNER.verifier)["problems"] == []
-    assert _log.sign_erasures(s, SIGNER) == []  # nothing left to sign
+    assert _log.unsigned_erasures(s, SIGNER) == [] and _log.sign_erasures(s, SIGNER, [blob.digest]) == []
     assert s.erasures() == {blob.digest: signed}
+
+
+def test_a_new_ledger_key_signs_every_erasure_again_beside_the_old_signature(s: Any) -> None:
+    digest = _fill_ledger_tables(s)  # erased and signed by SIGNER
+    old = s.erasures()[digest]
+    new = Signer.generate("test.example/log")
+    new_id = new.verifier.key_id.hex()
+    # Checked with the new key, the erasure is not signed by it yet; the old signature holds.
+    assert s.erasures(key_id=new_id)[digest] == old
+    (problem,) = [m for _, m in _log.verify_ledger(s, new.verifier)["problems"] if "erasure" in m]
+    assert "no signature by key test.example/log" in problem
+    assert [e["digest"] for e in _log.unsigned_erasures(s, new)] == [digest]
+    (again,) = _log.sign_erasures(s, new, [digest])
+    assert again["key_id"] == new_id and _log.check_erasure(again, new.verifier) is None
+    assert {k: again[k] for k in ("reason", "erased_at", "erased_by")} == {k: old[k] for k in ("reason", "erased_at", "erased_by")}
+    # Each key's signature is kept: asked for by key, each store read gives that key's.
+    assert s.erasures(key_id=SIGNER.verifier.key_id.hex())[digest] == old
+    assert s.erasures(key_id=new_id)[digest] == again
+    assert [m for _, m in _log.verify_ledger(s, new.verifier)["problems"] if "erasure" in m] == []
+    assert _log.unsigned_erasures(s, new) == [] and _log.unsigned_erasures(s, SIGNER) == []
 
 
 def test_upgrading_from_schema_6_keeps_erasures_and_adds_their_signatures(s: Any) -> None:
@@ -749,7 +777,7 @@ def test_upgrading_from_schema_6_keeps_erasures_and_adds_their_signatures(s: Any
     try:
         (entry,) = reopened.erasures().values()
         assert entry == {**before, "tree_size": None, "key_id": None, "verifier_key": None, "note": None}
-        (signed,) = _log.sign_erasures(reopened, SIGNER)
+        (signed,) = _log.sign_erasures(reopened, SIGNER, [digest])
         assert _log.verify_ledger(reopened, SIGNER.verifier)["problems"] == []
         assert signed["tree_size"] == 2 and signed["reason"] == before["reason"]
     finally:

@@ -68,21 +68,36 @@ def erase(
 
 @app.command("sign-erasures")
 def sign_erasures(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Sign the erasures listed (without it, only list them).")] = False,
     key: SignKeyOption = None,
     db: DbOption = None,
     fmt: FormatOption = "table",
 ) -> None:
-    """Sign the erasures made before Execord signed them (a store upgraded from schema 6).
+    """List the erasures this ledger key has not signed, and with --yes sign them.
 
-    Example: execord blobs sign-erasures --key ledger.key
+    Those are the erasures made before Execord signed them (a store upgraded from schema 6)
+    and, after a new ledger key, those the old key signed. Read the list first: signing
+    states, under the key, that each blob was erased when and why its entry says.
+
+    Example: execord blobs sign-erasures --key ledger.key --yes
     """
     from ..ledger import _log
 
     fmt = check_format(fmt)
     store, signer = _local(db, key)
-    signed = _log.sign_erasures(store, signer)
+    pending = _log.unsigned_erasures(store, signer)
+    signed = _log.sign_erasures(store, signer, [e["digest"] for e in pending]) if yes and pending else []
     if fmt == "json":
-        print_json({"signed": signed})
+        print_json({"unsigned": [] if yes else pending, "signed": signed})
         return
-    console.print(f"signed {len(signed)} erasure{'' if len(signed) == 1 else 's'} with {signer.name}"
-                  + ("" if signed else " (every erasure was signed already)"), markup=False)
+    if not pending:
+        console.print(f"every erasure is signed by {signer.name} ({signer.verifier.key_id.hex()})", markup=False)
+        return
+    for e in signed or pending:
+        console.print(f"  {e['digest']} erased at {e['erased_at']} by {e['erased_by']}: {e['reason']}", markup=False)
+    n = len(signed or pending)
+    if yes:
+        console.print(f"signed {n} erasure{'' if n == 1 else 's'} with {signer.name}", markup=False)
+    else:
+        console.print(f"{n} erasure{'' if n == 1 else 's'} not signed by {signer.name}: check them, then run "
+                      "again with --yes to sign them", markup=False)

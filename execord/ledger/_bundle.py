@@ -118,7 +118,7 @@ def bundle_files(store: Any, execution_ids: Sequence[str], *, signer: Signer | N
     versions: set[str] = set()
     for eid in ids:
         files.update(_execution_files(store, eid, leaves[eid], size, digests, versions))
-    erased = store.erasures(sorted(digests))
+    erased = store.erasures(sorted(digests), key_id=checkpoint["key_id"])  # signed by the checkpoint's key
     lines = []
     for digest in sorted(digests):
         blob = store.get_blob(digest)

@@ -165,7 +165,7 @@ def verify_ledger(store: Any, verifier: Verifier | None = None) -> dict[str, Any
         if row["tree_size"] <= size and root_from_leaf_hashes(hashes[: row["tree_size"]]).hex() != row["root"]:
             problems.append((None, f"the leaves of the ledger do not hash to the signed checkpoint of "
                                    f"{row['tree_size']} (the ledger was rewritten)"))
-    for entry in store.erasures().values():
+    for entry in store.erasures(key_id=None if verifier is None else verifier.key_id.hex()).values():
         problem = check_erasure(entry, verifier)
         if problem:
             problems.append((None, problem))
@@ -204,9 +204,15 @@ def erase(store: Any, digest: str, *, reason: str, by: str | None, signer: Signe
     return store.erase_blob(digest, reason=reason, by=by, sign=_signing(signer))
 
 
-def sign_erasures(store: Any, signer: Signer) -> list[dict[str, Any]]:
-    """Sign the erasures kept before erasures were signed; return the ones signed now."""
-    return store.sign_erasures(_signing(signer))
+def unsigned_erasures(store: Any, signer: Signer) -> list[dict[str, Any]]:
+    """The erasures this key has not signed (kept before erasures were signed, or signed by
+    an earlier ledger key)."""
+    return store.unsigned_erasures(signer.verifier.key_id.hex())
+
+
+def sign_erasures(store: Any, signer: Signer, digests: list[str]) -> list[dict[str, Any]]:
+    """Sign these erasures with this key; return them as signed."""
+    return store.sign_erasures(_signing(signer), signer.verifier.key_id.hex(), digests)
 
 
 # -- keys -------------------------------------------------------------------------------------------

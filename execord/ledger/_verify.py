@@ -538,15 +538,23 @@ def _erasures(members: Mapping[str, bytes], report: BundleReport) -> dict[str, d
     if not isinstance(entries, list):
         report.failures.append(Failure("erasures.json", "is not a list of erasure entries"))
         return {}
-    report.erasures = [e for e in entries if isinstance(e, dict)]
-    if len(report.erasures) != len(entries):
+    usable = [e for e in entries if isinstance(e, dict) and isinstance(e.get("digest"), str)]
+    if len(usable) != len(entries):
         report.failures.append(Failure("erasures.json", "holds something that is not an erasure entry"))
     verifier = Verifier.parse(report.key) if report.key else None
-    for e in report.erasures:  # without a usable key the checkpoint has failed already
-        problem = check_erasure(e, verifier) if verifier is not None else None
+    seen: dict[str, dict[str, Any]] = {}
+    for e in usable:
+        digest = e["digest"]
+        if digest in seen:
+            report.failures.append(Failure("erasures.json", f"lists blob {digest[:80]} twice"))
+            continue
+        seen[digest] = e  # even a failing entry: its blob is reported once, as this entry
+        problem = check_erasure(e, verifier) if verifier is not None else None  # else the checkpoint failed
         if problem:
             report.failures.append(Failure("erasures.json", problem))
-    return {e.get("digest"): e for e in report.erasures}
+        else:
+            report.erasures.append(e)  # listed as erased only once its signature holds
+    return seen
 
 
 def _blob_lines(raw: bytes | None) -> list[bytes]:

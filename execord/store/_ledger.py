@@ -233,34 +233,57 @@ class LedgerTables:
             raise
         return self.erasures([digest])[digest]
 
-    def sign_erasures(self, sign: Callable[[dict[str, Any]], dict[str, str]]) -> list[dict[str, Any]]:
-        """Sign every erasure made before erasures were signed (schema version 7); return them."""
-        unsigned = [e for e in self.erasures().values() if e["note"] is None]
-        if not unsigned:
+    def unsigned_erasures(self, key_id: str) -> list[dict[str, Any]]:
+        """The erasures that key ``key_id`` has not signed: those kept before erasures were
+        signed (schema version 7), and, after a new ledger key, those the old key signed."""
+        return [e for e in self.erasures(key_id=key_id).values() if e["key_id"] != key_id]
+
+    def sign_erasures(self, sign: Callable[[dict[str, Any]], dict[str, str]], key_id: str,
+                      digests: Iterable[str]) -> list[dict[str, Any]]:
+        """Sign these erasures with the key ``sign`` holds (``key_id``); return them as signed.
+        An erasure the key has signed meanwhile is left as it is."""
+        wanted = set(digests)
+        entries = [e for e in self.unsigned_erasures(key_id) if e["digest"] in wanted]
+        if not entries:
             return []
 
         def tx(c: Any) -> None:
-            for e in unsigned:
-                if not c.execute("SELECT 1 FROM erasure_notes WHERE digest = ?", (e["digest"],)).fetchall():
+            for e in entries:
+                if not c.execute("SELECT 1 FROM erasure_notes WHERE digest = ? AND key_id = ?",
+                                 (e["digest"], key_id)).fetchall():
                     _insert_note(c, {k: e[k] for k in _ERASURE_KEYS}, sign)
 
         self._write(tx)
-        return list(self.erasures([e["digest"] for e in unsigned]).values())
+        return list(self.erasures([e["digest"] for e in entries], key_id=key_id).values())
 
-    def erasures(self, digests: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    def erasures(self, digests: Iterable[str] | None = None, *, key_id: str | None = None) -> dict[str, dict[str, Any]]:
         """digest → the erasure entry: {digest, size, type, reason, erased_by, erased_at,
-        tree_size, key_id, verifier_key, note} (the last four None while it is unsigned)."""
-        keys = _ERASURE_KEYS + _NOTE_KEYS
-        sql = ("SELECT e.digest, e.size, e.type, e.reason, e.erased_by, e.erased_at, n.tree_size, n.key_id,"
-               " n.verifier_key, n.note FROM erasures e LEFT JOIN erasure_notes n ON n.digest = e.digest")
+        tree_size, key_id, verifier_key, note}, all, or of these digests. The signature is
+        key ``key_id``'s when it signed the entry, else the one made at the largest ledger
+        size; the last four are None while no key has signed it."""
+        sql = "SELECT digest, size, type, reason, erased_by, erased_at FROM erasures"
+        notes_sql = "SELECT digest, key_id, tree_size, verifier_key, note FROM erasure_notes"
         if digests is None:
-            return {r[0]: dict(zip(keys, r, strict=True)) for r in self._read(sql + " ORDER BY e.erased_at")}
-        wanted = list(digests)
+            rows = self._read(sql + " ORDER BY erased_at, digest")
+            notes = self._read(notes_sql)
+        else:
+            wanted = list(digests)
+            rows, notes = [], []
+            for k in range(0, len(wanted), 500):
+                part = wanted[k:k + 500]
+                where = f" WHERE digest IN ({','.join('?' * len(part))})"
+                rows += self._read(sql + where, part)
+                notes += self._read(notes_sql + where, part)
+        best: dict[str, tuple[Any, ...]] = {}
+        for n in notes:
+            held = best.get(n[0])
+            if held is None or (held[1] != key_id and (n[1] == key_id or n[2] > held[2])):
+                best[n[0]] = n
         out: dict[str, dict[str, Any]] = {}
-        for k in range(0, len(wanted), 500):
-            part = wanted[k:k + 500]
-            for r in self._read(sql + f" WHERE e.digest IN ({','.join('?' * len(part))})", part):
-                out[r[0]] = dict(zip(keys, r, strict=True))
+        for r in rows:
+            n = best.get(r[0])
+            out[r[0]] = {**dict(zip(_ERASURE_KEYS, r, strict=True)),
+                         **dict(zip(_NOTE_KEYS, (n[2], n[1], n[3], n[4]) if n else (None,) * 4, strict=True))}
         return out
 
 

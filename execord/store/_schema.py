@@ -361,22 +361,24 @@ MIGRATIONS.append(
     (
         7,
         """
--- An erasure's signed statement: a C2SP signed note by the ledger key over the entry and
--- the ledger's size when it was signed, so an auditor can tell an erased blob from one left
--- out of a bundle (`execord.ledger._log.erasure_body`). Erasures made before version 7 have
--- none until `execord blobs sign-erasures` signs them.
+-- An erasure's signed statement: a C2SP signed note by a ledger key over the entry and the
+-- ledger's size when it was signed, so an auditor can tell an erased blob from one left out
+-- of a bundle (`execord.ledger._erasure`). Each key signs an erasure once: after a new
+-- ledger key, `execord blobs sign-erasures` signs the erasures again with it, as it signs
+-- those made before version 7.
 CREATE TABLE erasure_notes (
-    digest       TEXT PRIMARY KEY,             -- the erasures row it signs
-    tree_size    INTEGER NOT NULL,
+    digest       TEXT NOT NULL,
     key_id       TEXT NOT NULL,
+    tree_size    INTEGER NOT NULL,
     verifier_key TEXT NOT NULL,
-    note         TEXT NOT NULL
+    note         TEXT NOT NULL,
+    PRIMARY KEY (digest, key_id)
 );
 CREATE TRIGGER erasure_notes_no_update BEFORE UPDATE ON erasure_notes
 BEGIN SELECT RAISE(ABORT, 'execord: erasures are kept as signed (UPDATE refused)'); END;
 CREATE TRIGGER erasure_notes_no_delete BEFORE DELETE ON erasure_notes
 BEGIN SELECT RAISE(ABORT, 'execord: erasures are kept as signed (DELETE refused)'); END;
-""" + _no_replace("erasure_notes", ("digest",), False),
+""" + _no_replace("erasure_notes", ("digest", "key_id"), False),
     )
 )
 

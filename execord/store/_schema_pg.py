@@ -243,11 +243,12 @@ CREATE TABLE erasures (
 
 V7 = """
 CREATE TABLE erasure_notes (
-    digest       TEXT COLLATE "C" PRIMARY KEY,
-    tree_size    BIGINT NOT NULL,
+    digest       TEXT COLLATE "C" NOT NULL,
     key_id       TEXT NOT NULL,
+    tree_size    BIGINT NOT NULL,
     verifier_key TEXT NOT NULL,
-    note         TEXT NOT NULL
+    note         TEXT NOT NULL,
+    PRIMARY KEY (digest, key_id)
 );
 """ + _refuse("erasure_notes", "UPDATE OR DELETE", "erasures are kept as signed")
 
@@ -256,12 +257,13 @@ PG_MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, 
 
 #: What a least-privilege application role needs (``execord serve`` as that role, after an
 #: owner ran the migrations): read everything; insert facts; update only the projections
-#: that change while an execution runs, an approval's decision and a key's revocation.
+#: that change while an execution runs, an approval's decision and a key's revocation. The
+#: server never erases (`execord blobs erase` runs as the owner, with the ledger key), so the
+#: role can neither delete a blob's bytes nor write an erasure for the ledger key to sign.
 APP_GRANTS = """
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};
 GRANT INSERT ON events, blobs, seals, executions, execution_labels, governance_versions,
   governance_activations, approvals, cancels, api_keys, decision_checks, ledger, ledger_nodes,
-  checkpoints, erasures, erasure_notes TO {role};
+  checkpoints TO {role};
 GRANT UPDATE ON executions, approvals, api_keys TO {role};
-GRANT UPDATE (data) ON blobs TO {role};
 """
