@@ -32,7 +32,10 @@ cost without that.
 Target: ≤ 100 µs per call.
 
     python benchmarks/integration_overhead.py [--calls 2000] [--rounds 20] [--runs 3] [--profile] [--stream]
-                                              [--server-process]
+                                              [--server-process] [--server-mode]
+
+``--server-mode`` adds two modes that record through a local ``execord serve`` child process
+(server mode: the SDK's spool, ``EXECORD_SPOOL_FSYNC=interval`` and ``=always``).
 
 ``--profile`` then runs, for each instrumented mode, one batch with the writer's commits
 timed (no profiler) and one under cProfile (the calling thread only), and prints where

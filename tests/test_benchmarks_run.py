@@ -111,3 +111,11 @@ def test_integration_overhead_small(tmp_path: Path) -> None:
         assert re.search(rf"profile: {mode}, 40 calls under cProfile", out), (mode, out)
     assert re.search(rf"execord's share -?{FIGURE} µs/call", out), out
     assert "begin_step (execord/runtime/_steps.py" in out, out
+
+
+def test_integration_overhead_server_mode(tmp_path: Path) -> None:
+    """--server-mode records through a real `execord serve` child process: both spool modes print."""
+    out = run(tmp_path, "integration_overhead.py", "--calls", "20", "--rounds", "2", "--runs", "1", "--server-mode")
+    for mode in ("server interval", "server always"):
+        assert re.search(rf"^  {mode} +{FIGURE} +{FIGURE} +{FIGURE} +[+-]{FIGURE} +-?{FIGURE}$", out, re.M), (mode, out)
+        assert re.search(rf"^  {mode} +[+-]{FIGURE} µs .*target ≤ 100 µs per call: (NOT )?met$", out, re.M), (mode, out)

@@ -1089,6 +1089,13 @@ def test_an_erased_blob_leaves_every_record_verifiable(world: World, tmp_path: P
     assert re.search(rf"erased: {re.escape(digest)} at \S+ by \S+: GDPR 2291", out), out
     report = ok_json(verify(w, bundle, "--format", "json"))
     assert [(e["digest"], e["reason"]) for e in report["erasures"]] == [(digest, "GDPR 2291")]
+    # The HTML report lists it, with the key that signed it.
+    html = tmp_path / "erased.html"
+    ok(ex("executions", "export", w.a, "--format", "html", "-o", str(html), db=db))
+    key_id = Verifier.parse(w.pub.read_text()).key_id.hex()
+    row = re.search(r'<table id="erasures">.*?</table>', html.read_text(), re.S)
+    assert row and digest in row.group(0) and "GDPR 2291" in row.group(0), html.read_text()[-2000:]
+    assert f"by key {key_id}, at a ledger of 3" in row.group(0), row.group(0)
 
     # A second erasure of the same blob is refused, and says when the first one was.
     one_line_error(ex("blobs", "erase", digest, "--reason", "again", "--key", str(w.key), db=db), "already erased at")

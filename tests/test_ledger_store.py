@@ -21,6 +21,7 @@ from execord.errors import ChainError, InvalidInput, LedgerError, NotFound, Stor
 from execord.ledger import _log, _tree, merkle
 from execord.ledger._note import Signer, Verifier
 from execord.record import (
+    Blob,
     Event,
     blob_ref,
     build_event,
@@ -448,15 +449,21 @@ def test_migration_backfills_more_than_one_chunk(store_url: str) -> None:
 # -- 6. the database refuses to rewrite the ledger --------------------------------------------
 
 
-def _fill_ledger_tables(s: Any, eraser: Any = None) -> str:
-    """A sealed execution with a blob, a checkpoint and an erasure (made through ``eraser``,
-    by default the same store): a row in every ledger table."""
+def _sealed_with_blob(s: Any) -> Blob:
+    """A sealed execution whose log event refers to a blob of personal data; the blob."""
     blob = make_blob(b'{"email":"ana@example.com"}')
     c = Chain()
     c.start()
     c.next("log", {"level": "info", "message": "m", "data": blob_ref(blob.digest[7:], blob.size, blob.type)})
     c.end()
     s.append(c.events, [blob])
+    return blob
+
+
+def _fill_ledger_tables(s: Any, eraser: Any = None) -> str:
+    """A sealed execution with a blob, a checkpoint and an erasure (made through ``eraser``,
+    by default the same store): a row in every ledger table."""
+    blob = _sealed_with_blob(s)
     seal_one(s)
     _log.make_checkpoint(s, SIGNER)
     _log.erase(eraser or s, blob.digest, reason="subject access request", by="dpo", signer=SIGNER)
@@ -714,12 +721,7 @@ def test_a_blob_is_erased_once_and_every_record_still_verifies(s: Any) -> None:
 def test_erasures_kept_before_they_were_signed_are_reported_until_signed(s: Any, raw: Raw) -> None:
     """A store upgraded from schema 6 keeps its erasures unsigned: the store check says so and
     `sign_erasures` signs each once, at the ledger's size then."""
-    blob = make_blob(b'{"email":"ana@example.com"}')
-    c = Chain()
-    c.start()
-    c.next("log", {"level": "info", "message": "m", "data": blob_ref(blob.digest[7:], blob.size, blob.type)})
-    c.end()
-    s.append(c.events, [blob])
+    blob = _sealed_with_blob(s)
     raw.execute("UPDATE blobs SET data = NULL WHERE digest = ?", (blob.digest,))
     raw.execute("INSERT INTO erasures (digest, size, type, reason, erased_by, erased_at) VALUES (?,?,?,?,?,?)",
                 (blob.digest, blob.size, blob.type, "before v7", "dpo", "2026-01-01T00:00:00.000000Z"))

@@ -7,9 +7,7 @@ counts a real call of that size would. Costs are priced from a small demo table 
 
 from __future__ import annotations
 
-import asyncio
 import os
-import random
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,6 +16,8 @@ import typer
 from ._common import DbOption, FormatOption, check_format, console, print_json
 
 if TYPE_CHECKING:
+    import random
+
     from ..runtime import Execord
 
 # micro-USD per million tokens (input, output): a demo table, not a price list.
@@ -34,6 +34,7 @@ def _pause(rng: random.Random, low_ms: int, high_ms: int) -> None:
 
 def build_agent(ex: Execord, rng: random.Random) -> dict[str, Any]:
     """The demo agent's tools and workflows, bound to one recorder."""
+    import asyncio
 
     def llm(name: str, model: str, prompt: str, answer: str) -> str:
         with ex.step(name, kind="llm", provider="demo", model=model, input={"prompt": prompt},
@@ -103,6 +104,9 @@ def build_agent(ex: Execord, rng: random.Random) -> dict[str, Any]:
 def run_demo(db: str, *, seed: int = 7, local: bool = True) -> list[str]:
     """Run the demo agent into ``db`` (or, with ``local=False`` and ``EXECORD_URL`` set,
     through that server); return the ids of the executions it recorded."""
+    import asyncio  # here, not at the top: every `execord` command imports this module
+    import random
+
     from ..runtime import Execord
 
     ex = Execord(agent="demo-support-agent", agent_version="0.3.1", roles=["support"], db=db,
