@@ -1189,12 +1189,21 @@ def test_malformed_erasure_entries_fail_without_a_traceback(world: World, tmp_pa
         "size-text": (json.dumps([{**entry, "size": str(entry["size"])}]),
                       f"the erasure of blob {w.refund_output} was changed after it was signed"),
     }
+    # An erasure genuinely signed, of a blob no execution of A's bundle refers to.
+    db = copy_db(w, tmp_path / "stray.db")
+    referenced = set(record(files, w.a)["blobs"])
+    with closing(sqlite3.connect(db)) as conn:
+        stray = next(d for (d,) in conn.execute("SELECT digest FROM blobs ORDER BY digest") if d not in referenced)
+    signed_stray = ok_json(ex("blobs", "erase", stray, "--reason", "other", "--key", str(w.key), "--format", "json",
+                              db=db))
+    cases["stray"] = (json.dumps([entry, signed_stray]),
+                      f"the erasure of blob {stray} belongs to no execution of the manifest (added after export)")
     for name, (raw, words) in cases.items():
         bad = repack({**files, "erasures.json": raw.encode()}, tmp_path / f"{name}.zip", fix_manifest=True)
         r = verify(w, bad)
         failed(r, bad, ("erasures.json", words))
         # An entry that fails is not listed as an erasure.
-        assert ("erased:" in r.stdout) == (name in ("twice", "digest-list")), (name, r.stdout)
+        assert ("erased:" in r.stdout) == (name in ("twice", "digest-list", "stray")), (name, r.stdout)
 
 
 def test_erasing_without_the_ledger_key_is_refused_and_erases_nothing(world: World, tmp_path: Path) -> None:

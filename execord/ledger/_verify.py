@@ -439,6 +439,9 @@ def _verify_members(path: str, members: Members, key: Verifier | None, pinned: b
     for digest in sorted(present - named_blobs):
         report.failures.append(Failure("blobs.jsonl", f"blob {digest[:80]} belongs to no execution of the manifest, "
                                                       "so nothing checks it (added after export)"))
+    for digest in sorted(set(erasures) - named_blobs):
+        report.failures.append(Failure("erasures.json", f"the erasure of blob {digest[:80]} belongs to no execution "
+                                                        "of the manifest (added after export)"))
     checked = set(_TOP) | gov_named | per_execution
     for name in sorted(set(members.infos) - checked):
         if _content_addressed(name, members[name]):
