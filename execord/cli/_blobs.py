@@ -9,17 +9,18 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import ConfigError
-from ._common import DbOption, FormatOption, check_format, console, print_json, store_from
+from ._common import (
+    DbOption,
+    FormatOption,
+    LedgerKeyOption,
+    check_format,
+    console,
+    print_json,
+    store_from,
+)
 
 app = typer.Typer(help="Content blobs: the large or sensitive values events refer to by digest.",
                   no_args_is_help=True)
-
-SignKeyOption = Annotated[
-    Path | None,
-    typer.Option("--key", "-k", envvar="EXECORD_LEDGER_KEY", show_default=False,
-                 help="The ledger's private key file, which signs the erasure (env EXECORD_LEDGER_KEY)."),
-]
-
 
 def _local(db: str | None, key: Path | None) -> tuple[Any, Any]:
     """The store the erasure changes and the ledger key that signs it."""
@@ -43,7 +44,7 @@ def erase(
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why (kept in the erasure entry), "
                                                                "e.g. a data-subject request number.")],
     by: Annotated[str | None, typer.Option(help="Who erases (default: the OS user).")] = None,
-    key: SignKeyOption = None,
+    key: LedgerKeyOption = None,
     db: DbOption = None,
     fmt: FormatOption = "table",
 ) -> None:
@@ -69,7 +70,7 @@ def erase(
 @app.command("sign-erasures")
 def sign_erasures(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Sign the erasures listed (without it, only list them).")] = False,
-    key: SignKeyOption = None,
+    key: LedgerKeyOption = None,
     db: DbOption = None,
     fmt: FormatOption = "table",
 ) -> None:

@@ -1,10 +1,11 @@
-"""What every command shares: the --db and --format options, opening the store, output."""
+"""What every command shares: the --db, --format and ledger --key options, opening the store, output."""
 
 from __future__ import annotations
 
 import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
@@ -22,6 +23,11 @@ DbOption = Annotated[
 ]
 FormatOption = Annotated[
     str, typer.Option("--format", "-f", help="Output format: table or json.", case_sensitive=False)
+]
+LedgerKeyOption = Annotated[
+    Path | None,
+    typer.Option("--key", "-k", envvar="EXECORD_LEDGER_KEY", show_default=False,
+                 help="The ledger's private key file (from `execord ledger keygen`; env EXECORD_LEDGER_KEY)."),
 ]
 
 # Piped output is read by scripts and grep: give tables room instead of the default 80 columns.

@@ -12,16 +12,17 @@ import typer
 from ..errors import ConfigError, LedgerError
 from ..ledger import _log
 from ..ledger._note import NoteError, Signer
-from ._common import DbOption, FormatOption, check_format, console, print_json, store_from
+from ._common import (
+    DbOption,
+    FormatOption,
+    LedgerKeyOption,
+    check_format,
+    console,
+    print_json,
+    store_from,
+)
 
 app = typer.Typer(help="The ledger: its signing key, signed checkpoints and proofs.", no_args_is_help=True)
-
-KeyOption = Annotated[
-    Path | None,
-    typer.Option("--key", "-k", envvar="EXECORD_LEDGER_KEY", show_default=False,
-                 help="The ledger's private key file (from `execord ledger keygen`; env EXECORD_LEDGER_KEY)."),
-]
-
 
 def _default_name() -> str:
     host = "".join(ch for ch in socket.gethostname().lower() if ch.isalnum() or ch in "-.") or "localhost"
@@ -61,7 +62,7 @@ def _remote(store: Any) -> bool:
 
 @app.command("checkpoint")
 def checkpoint(
-    key: KeyOption = None,
+    key: LedgerKeyOption = None,
     latest: Annotated[bool, typer.Option("--latest", help="Show the latest kept checkpoint; sign nothing.")] = False,
     db: DbOption = None,
     fmt: FormatOption = "table",
