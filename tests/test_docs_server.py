@@ -151,7 +151,7 @@ def test_api_md_limits_are_the_servers(app: Any) -> None:
     limits = Limits()
     for f in fields(limits):
         hits = [v for k, v in rows.items() if f"(`{f.name}`)" in k]
-        if f.name in ("max_body_bytes", "max_batch_events", "max_event_bytes", "max_blob_bytes"):
+        if f.name in ("max_body_bytes", "max_head_bytes", "max_batch_events", "max_event_bytes", "max_blob_bytes"):
             assert hits == [getattr(limits, f.name)], (f.name, hits)
     # The page and wait bounds are the app's parameter bounds (as OpenAPI states them).
     spec = app.openapi()["paths"]

@@ -184,7 +184,7 @@ def test_ingest_stores_what_is_valid_and_names_what_is_not(server: Any) -> None:
     (b"not json", 400, "not JSON"),
     (b'{"events": 3}', 400, "must be"),
     (b'{"events": [{"body": "{}", "hash": "zz"}]}', 400, "hex"),
-    (b'{"events": [{"body": "{}", "hash": "00"}]}', 422, "lacks a field"),
+    (b'{"events": [{"body": "{}", "hash": "00"}]}', 400, "64 hex digits"),
 ])
 def test_ingest_refuses_malformed_batches(server: Any, body: bytes, status: int, words: str) -> None:
     c = server.client(server.key("ingest"))

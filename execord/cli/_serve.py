@@ -58,7 +58,7 @@ def serve(
     """
     import uvicorn
 
-    from ..server import ServerSettings, create_app
+    from ..server import Limits, ServerSettings, create_app
     from ..store import DEFAULT_DB, open_store
 
     if log_level not in ("critical", "error", "warning", "info", "debug"):
@@ -83,5 +83,7 @@ def serve(
     where = store.target if store.backend == "sqlite" else "PostgreSQL"  # type: ignore[attr-defined]
     sys.stderr.write(f"execord: serving {where} at http://{host}:{port} (API /api/v1, docs /docs)\n")
     sys.stderr.flush()
+    # h11, not httptools: h11 stops reading a request head that grows past the limit (httptools
+    # would read headers of any size into memory); the app answers a smaller oversize one 431.
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug",
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, http="h11", h11_max_incomplete_event_size=Limits().max_head_bytes)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import orjson
@@ -209,6 +211,175 @@ def parse_event(body: bytes, hash_: bytes) -> Event:
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise InvalidEvent(f"stored event lacks a field or has a bad one: {exc}") from exc
+
+
+# -- events from outside the process ------------------------------------------------------------
+
+MAX_SEQ = 2**31 - 1  # the stores' seq columns are 32-bit on PostgreSQL
+_MAX_COUNT = 2**63 - 1
+_ENVELOPE_KEYS = frozenset({"v", "execution_id", "seq", "type", "ts", "step_id", "parent_step_id", "attrs", "prev_hash"})
+_TS = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.\d{6}Z")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+Check = Callable[[Any], bool]
+
+
+def is_event_ts(value: Any) -> bool:
+    """True for a timestamp as events carry it: RFC 3339 UTC with microseconds (DESIGN §3).
+
+    >>> is_event_ts("2026-12-03T08:00:00.000000Z"), is_event_ts("2026-12-03T08:00:00Z"), is_event_ts("yesterday")
+    (True, False, False)
+    """
+    m = _TS.fullmatch(value) if type(value) is str else None
+    if m is None:
+        return False
+    y, mo, d, h, mi, sec = map(int, m.groups())
+    days = (31, 29 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+    return 1970 <= y and 1 <= mo <= 12 and 1 <= d <= days[mo - 1] and h < 24 and mi < 60 and sec < 60
+
+
+def _text(limit: int, *, empty: bool = False) -> Check:
+    return lambda v: type(v) is str and (empty or v != "") and len(v) <= limit
+
+
+def _opt(check: Check) -> Check:
+    return lambda v: v is None or check(v)
+
+
+def _count(v: Any) -> bool:
+    return type(v) is int and 0 <= v <= _MAX_COUNT
+
+
+def _number(v: Any) -> bool:
+    return type(v) in (int, float) and v >= 0
+
+
+def _list(item: Check | None = None, limit: int = 10_000) -> Check:
+    return lambda v: type(v) is list and len(v) <= limit and (item is None or all(item(x) for x in v))
+
+
+def _obj(fields: dict[str, Check] | None = None, required: tuple[str, ...] = ()) -> Check:
+    def check(v: Any) -> bool:
+        return (type(v) is dict and all(k in v for k in required)
+                and all(k not in v or c(v[k]) for k, c in (fields or {}).items()))
+    return check
+
+
+_NAME, _LONG = _text(256), _text(100_000, empty=True)
+_OPT_NAME, _OPT_LONG, _OPT_OBJ = _opt(_NAME), _opt(_LONG), _opt(_obj())
+
+# What each attr must be, when present, in an event from outside: the facts the store files
+# (and lists, filters and sums) must be of the type it files them as. (attr, check, what it must be)
+_ATTR_TYPES: dict[str, tuple[tuple[str, Check, str], ...]] = {
+    EXECUTION_STARTED: (
+        ("agent", _obj({"name": _NAME, "version": _OPT_NAME, "roles": _list(_NAME, 50)}, ("name",)),
+         "an object {name, version, roles}: name a non-empty string of at most 256 characters, version one "
+         "or null, roles a list of at most 50 of them"),
+        ("workflow", _obj({"name": _NAME, "version": _OPT_NAME}, ("name",)),
+         "an object {name, version}: name a non-empty string of at most 256 characters, version one or null"),
+        ("execution_type", _opt(_text(64)), "a string of at most 64 characters, or null"),
+        ("parent_execution_id", _opt(lambda v: type(v) is str and _UUID.fullmatch(v) is not None),
+         "an execution id (a lowercase UUID), or null"),
+        ("labels", _opt(lambda v: type(v) is dict and len(v) <= 50 and all(
+            0 < len(k) <= 256 and type(x) is str and len(x) <= 1024 for k, x in v.items())),
+         "an object of at most 50 string labels (keys up to 256 characters, values up to 1024)"),
+        ("governance_version", _OPT_NAME, "a version id (a string), or null"),
+        ("sdk", _OPT_OBJ, "an object, or null"),
+        ("host", _opt(_obj({"hostname": _OPT_NAME, "pid": _opt(_count)})),
+         "an object {hostname, pid} (a string and a whole number), or null"),
+        ("lease_s", _opt(lambda v: type(v) is int and 1 <= v <= 86_400), "a whole number of seconds, 1 to 86400"),
+    ),
+    GOVERNANCE_DECISION: (
+        ("step_id", _OPT_NAME, "a string or null"),
+        ("rules", _opt(_list()), "a list"), ("budgets", _opt(_list()), "a list"),
+        ("redactions", _opt(_list()), "a list"),
+        ("governance_version", _OPT_NAME, "a version id (a string), or null"),
+        ("eval_us", _opt(_number), "a number of microseconds, or null"),
+    ),
+    STEP_STARTED: (("name", _NAME, "a non-empty string of at most 256 characters"),),
+    STEP_ENDED: (
+        ("error", _OPT_OBJ, "an object {type, message}, or null"),
+        ("usage", _opt(_obj({k: _opt(_count) for k in (
+            "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")})),
+         "an object of whole token counts, or null"),
+        ("cost_micros", _opt(_count), "whole micro-USD (an integer ≥ 0), or null"),
+        ("price_source", _OPT_NAME, "a string or null"),
+        ("latency_ms", _opt(_number), "a number ≥ 0, or null"),
+    ),
+    APPROVAL_REQUESTED: (
+        ("approval_id", _text(128), "a non-empty string of at most 128 characters"),
+        ("rule_id", _OPT_NAME, "a string or null"), ("step_id", _OPT_NAME, "a string or null"),
+        ("action_digest", _opt(_text(128)), "a string or null"),
+        ("approvers", _opt(_list(_NAME, 1000)), "a list of names, or null"),
+        ("expires_at", is_event_ts, "a timestamp like 2026-01-31T12:00:00.000000Z"),
+        ("message", _OPT_LONG, "a string or null"),
+        ("on_timeout", _opt(lambda v: v in ("reject", "approve")), "reject, approve or null"),
+    ),
+    APPROVAL_DECIDED: (
+        ("approval_id", _text(128), "a non-empty string of at most 128 characters"),
+        ("reviewer", _OPT_NAME, "a string or null"), ("comment", _OPT_LONG, "a string or null"),
+    ),
+    CANCEL_REQUESTED: (("by", _OPT_NAME, "a string or null"), ("reason", _OPT_LONG, "a string or null")),
+    LOG: (("message", _OPT_LONG, "a string or null"),),
+    EXECUTION_ENDED: (
+        ("totals", _obj({k: _count for k in TOTALS_KEYS}),
+         f"an object of whole numbers ≥ 0: {', '.join(TOTALS_KEYS)}"),
+        ("error", _OPT_OBJ, "an object or null"), ("halt", _OPT_OBJ, "an object or null"),
+        ("cancel", _OPT_OBJ, "an object or null"),
+    ),
+}
+
+
+def check_event(body: bytes, hash_: bytes) -> Event:
+    """An event from outside this process (a server's ``/ingest``), checked whole.
+
+    `parse_event` trusts what this library wrote; this does not. Besides the type's attrs
+    (`validate_attrs`) it checks the envelope of DESIGN §3 (``v`` 1, a UUID ``execution_id``,
+    an integer ``seq``, a ``ts`` with microseconds, string step ids, a hex ``prev_hash``, no
+    other member) and the type of every attr the store files, so that what is stored can be
+    listed, summed and verified later.
+
+    Raises:
+        InvalidEvent: naming the member that is wrong and what it must be.
+
+    >>> check_event(b'{"v":1,"seq":"0"}', bytes(32))
+    Traceback (most recent call last):
+    ...
+    execord.record._errors.InvalidEvent: execution_id must be an execution id (a lowercase UUID), not missing
+    """
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"the body is not JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise InvalidEvent("the body must be a JSON object (the event without its hash)")
+    extra = sorted(set(obj) - _ENVELOPE_KEYS)
+    if extra:
+        raise InvalidEvent(f"unknown member(s) {', '.join(map(repr, extra))}; an event has "
+                           f"{', '.join(sorted(_ENVELOPE_KEYS))} (its hash goes beside the body)")
+
+    def need(key: str, ok: bool, what: str) -> None:
+        if not ok:
+            got = "missing" if key not in obj else repr(obj[key])[:80]
+            raise InvalidEvent(f"{key} must be {what}, not {got}")
+
+    eid, seq, ts = obj.get("execution_id"), obj.get("seq"), obj.get("ts")
+    need("execution_id", type(eid) is str and _UUID.fullmatch(eid) is not None, "an execution id (a lowercase UUID)")
+    need("v", type(obj.get("v")) is int and obj["v"] == SCHEMA_VERSION, f"{SCHEMA_VERSION} (the schema version)")
+    need("seq", type(seq) is int and 0 <= seq <= MAX_SEQ, f"a whole number from 0 to {MAX_SEQ}")
+    need("ts", is_event_ts(ts), "RFC 3339 UTC with microseconds, like 2026-01-31T12:00:00.000000Z")
+    for key in ("step_id", "parent_step_id"):
+        need(key, key not in obj or _OPT_NAME(obj[key]), "a non-empty string of at most 256 characters, or absent")
+    need("prev_hash", type(obj.get("prev_hash")) is str and _HEX64.fullmatch(obj["prev_hash"]) is not None,
+         "64 lowercase hex digits")
+    type_, attrs = obj.get("type"), obj.get("attrs")
+    validate_attrs(type_, attrs)
+    for key, check, what in _ATTR_TYPES.get(type_, ()):
+        if key in attrs and not check(attrs[key]):
+            raise InvalidEvent(f"{type_} attr {key} must be {what}, not {repr(attrs[key])[:80]}")
+    return Event(eid, seq, type_, ts, obj.get("step_id"), obj.get("parent_step_id"), attrs,
+                 bytes.fromhex(obj["prev_hash"]), hash_, body)
 
 
 def blob_ref(digest_hex: str, size: int, kind: str) -> dict[str, Any]:

@@ -47,17 +47,27 @@ class ServerSettings:
 
 
 class BodyLimit:
-    """Refuse a request body over the limit with 413, before the app reads it (also when chunked)."""
+    """Refuse a request body over the limit with 413, before the app reads it (also when chunked),
+    and a request line and headers over theirs with 431."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, max_head_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
+        self.max_head_bytes = max_head_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or {}).get(b"content-length")
+        headers = scope.get("headers") or []
+        head = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        head += sum(len(k) + len(v) + 4 for k, v in headers)
+        if head > self.max_head_bytes:
+            response = problem(431, "too-large", f"the request line and headers take {head} bytes, over the "
+                                                 f"{self.max_head_bytes}-byte limit; send fewer or shorter headers")
+            await response(scope, receive, send)
+            return
+        declared = dict(headers).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await _too_large(self.max_bytes, scope, receive, send)
             return
@@ -143,7 +153,8 @@ def create_app(store: Any, settings: ServerSettings | None = None) -> FastAPI:
         from ..ui import create_ui
 
         app.mount("/ui", create_ui(store, hub=hub, signer=settings.ledger_signer, secret=settings.ui_secret))
-    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes,
+                       max_head_bytes=settings.limits.max_head_bytes)
     return app
 
 

@@ -22,6 +22,7 @@ class Limits:
     """Size limits on every input (docs/api.md, "Limits")."""
 
     max_body_bytes: int = 32 * 1024 * 1024
+    max_head_bytes: int = 64 * 1024
     max_batch_events: int = 10_000
     max_event_bytes: int = 1024 * 1024
     max_blob_bytes: int = 16 * 1024 * 1024
@@ -55,6 +56,9 @@ def execution_filter(
         raise ConfigError(f"failure_class {failure_class!r} is unknown; use one of: {', '.join(FAILURE_CLASSES)}")
     if label and len(label) > 20:
         raise ConfigError("at most 20 label filters")
+    if label and any(len(x) > 1281 for x in label):
+        raise ConfigError("a label filter is key=value with a key of at most 256 characters and a value of at "
+                          "most 1024 (what a label may hold)")
     return ExecutionFilter(
         statuses=status or None, workflow=workflow, agent=agent, failure_class=failure_class,
         execution_type=execution_type,

@@ -23,6 +23,7 @@ from ..record import (
     now_us,
     ts_to_us,
 )
+from ..record._errors import InvalidEvent
 
 
 class Tip(NamedTuple):
@@ -85,6 +86,9 @@ def _started(c: Any, e: Event, tip: Tip, owner: str | None = None) -> Tip:
 def _approval_requested(c: Any, e: Event, tip: Tip) -> Tip:
     """File the approval where reviewers find it, then wait (awaiting_approval)."""
     a = e.attrs
+    if c.execute("SELECT 1 FROM approvals WHERE id = ?", (a["approval_id"],)).fetchone() is not None:
+        raise InvalidEvent(f"approval id {a['approval_id']} is taken: each approval.requested needs a new id "
+                           "(a UUID)")
     project = c.execute("SELECT project FROM executions WHERE id = ?", (e.execution_id,)).fetchone()
     c.execute(
         "INSERT INTO approvals (id, project, execution_id, step_id, rule_id, action_digest, approvers, message,"

@@ -165,6 +165,8 @@ def parse_when(text: str, *, option: str = "since") -> int:
     else:
         try:
             when = parse_ts(text)
+        except OverflowError:
+            raise ConfigError(f"{option} {text!r} is out of range: in UTC it falls outside the years 1 to 9999") from None
         except ValueError:
             raise ConfigError(
                 f"{option} {text!r} is neither a duration like 15m, 2h, 7d nor an ISO time like 2026-11-01T09:00"

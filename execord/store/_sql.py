@@ -171,10 +171,18 @@ class SQLStore(GovernanceTables, KeyTables, LedgerTables, OverviewQueries):
         tips: dict[str, Tip] = {}
         rows, fresh = [], []
         status: dict[str, str] = {}  # execution id -> its status, moved along by the projection
+        batch: dict[tuple[str, int], Event] = {}
         for e in events:
+            twin = batch.get((e.execution_id, e.seq))
+            if twin is not None:  # the batch holds this seq twice: once is enough, if identical
+                if twin.body == e.body and twin.hash == e.hash:
+                    continue
+                raise SeqConflict(f"execution {e.execution_id} has two different events at seq {e.seq} in "
+                                  "this batch", execution_id=e.execution_id, seq=e.seq)
             tip = tips.get(e.execution_id) or self._tip(c, e.execution_id)
             if not self._admit(c, e, tip):
                 continue  # the identical event is already stored
+            batch[(e.execution_id, e.seq)] = e
             rows.append((e.execution_id, e.seq, e.type, e.ts, e.step_id, e.hash, e.body))
             fresh.append(e)
             status.setdefault(e.execution_id, tip.status if tip else "running")

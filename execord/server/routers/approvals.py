@@ -22,7 +22,8 @@ _POLL_S = 0.2
 @router.get("/approvals", summary="Approvals, oldest first (pending by default)")
 def list_approvals(request: Request, p: Annotated[Principal, Depends(require("read", "approve"))],
                    status: Literal["pending", "approved", "rejected", "expired", "any"] = "pending",
-                   execution_id: str | None = Query(None, min_length=36, max_length=36),
+                   execution_id: str | None = Query(None, min_length=36, max_length=36,
+                                                    pattern="^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
                    limit: int = Query(100, ge=1, le=500)) -> Any:
     store = store_of(request)
     rows = store.list_approvals(status=None if status == "any" else status, project=p.project,

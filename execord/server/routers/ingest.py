@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import orjson
 from fastapi import APIRouter, Depends, Path, Request
@@ -20,7 +20,8 @@ from ...errors import (
     NotFound,
     PayloadTooLarge,
 )
-from ...record import Blob, Event, make_blob, now_us, parse_event, validate_attrs
+from ...record import Blob, Event, check_event, make_blob, now_ts, now_us, ts_to_us
+from ...record._errors import InvalidEvent
 from ...runtime._governed import (
     Governed,
     Pinned,
@@ -73,7 +74,25 @@ class _Pins:
 PINS = _Pins()
 
 
-def _parse_batch(raw: bytes, limits: Any) -> tuple[list[Event], list[Blob]]:
+#: How far ahead of the server's clock an event's ``ts`` may be. More is a broken clock or a
+#: forged time: such an execution would sort first in every list and never lapse.
+MAX_CLOCK_AHEAD_S = 600
+
+
+class Batch(NamedTuple):
+    events: list[Event]  # the well-formed events of executions with no malformed one
+    blobs: list[Blob]
+    rejected: list[dict[str, Any]]  # one per execution with a malformed event
+    size: int  # how many events the batch held
+
+
+def _parse_batch(raw: bytes, limits: Any) -> Batch:
+    """The batch's well-formed events, its blobs, and a rejection for each execution that has an
+    event that is not one.
+
+    A body that is not the documented JSON is refused whole (400). An event that is not a
+    valid event refuses its execution (listed in ``rejected``, with its index), not the batch.
+    """
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -81,12 +100,14 @@ def _parse_batch(raw: bytes, limits: Any) -> tuple[list[Event], list[Blob]]:
     if type(doc) is not dict or type(doc.get("events")) is not list:
         raise ConfigError('the body must be {"events": [{"body": "<canonical JSON>", "hash": "<hex>"}, …], '
                           '"blobs": [...]}')
-    items, blob_items = doc["events"], doc.get("blobs") or []
+    items, blob_items = doc["events"], doc.get("blobs", [])
     if len(items) > limits.max_batch_events:
         raise PayloadTooLarge(f"a batch holds at most {limits.max_batch_events} events, not {len(items)}")
     if type(blob_items) is not list:
-        raise ConfigError("blobs must be a list")
-    events = []
+        raise ConfigError("blobs must be a list of {\"digest\", \"type\", \"data\"} (or left out)")
+    events: list[Event] = []
+    bad: dict[Any, dict[str, Any]] = {}  # execution id -> its first rejection
+    ahead = now_us() + MAX_CLOCK_AHEAD_S * 1_000_000
     for i, item in enumerate(items):
         if type(item) is not dict or type(item.get("body")) is not str or type(item.get("hash")) is not str:
             raise ConfigError(f"events[{i}] must be {{\"body\": str, \"hash\": hex}}")
@@ -94,12 +115,21 @@ def _parse_batch(raw: bytes, limits: Any) -> tuple[list[Event], list[Blob]]:
         if len(body) > limits.max_event_bytes:
             raise PayloadTooLarge(f"events[{i}] is {len(body)} bytes; at most {limits.max_event_bytes}")
         try:
-            e = parse_event(body, bytes.fromhex(item["hash"]))
+            digest = bytes.fromhex(item["hash"])
         except ValueError:
             raise ConfigError(f"events[{i}].hash is not hex") from None
-        if len(e.hash) != 32:
+        if len(digest) != 32:
             raise ConfigError(f"events[{i}].hash must be 64 hex digits (SHA-256)")
-        validate_attrs(e.type, e.attrs)
+        try:
+            e = check_event(body, digest)
+            if ts_to_us(e.ts) > ahead:
+                raise InvalidEvent(f"ts {e.ts} is more than {MAX_CLOCK_AHEAD_S} s ahead of the server's clock "
+                                   f"({now_ts()}): check the agent host's clock")
+        except InvalidEvent as exc:
+            eid = _stated_id(body)
+            bad.setdefault(eid, {"execution_id": eid, "seq": _stated_seq(body), "type": exc.type,
+                                 "status": exc.status, "detail": f"events[{i}]: {exc}"})
+            continue
         events.append(e)
     blobs = []
     for i, b in enumerate(blob_items):
@@ -112,7 +142,26 @@ def _parse_batch(raw: bytes, limits: Any) -> tuple[list[Event], list[Blob]]:
         if b.get("digest") != blob.digest:
             raise ConfigError(f"blobs[{i}].digest does not match its data (expected {blob.digest})")
         blobs.append(blob)
-    return events, blobs
+    if bad:  # an execution with one malformed event is refused whole: its chain would break there
+        events = [e for e in events if e.execution_id not in bad]
+    return Batch(events, blobs, list(bad.values()), len(items))
+
+
+def _stated_id(body: bytes) -> str | None:
+    """The execution id a malformed event states, when it states one as a short string."""
+    try:
+        eid = orjson.loads(body).get("execution_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return eid if type(eid) is str and len(eid) <= 64 else None
+
+
+def _stated_seq(body: bytes) -> int | None:
+    try:
+        seq = orjson.loads(body).get("seq")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return seq if type(seq) is int else None
 
 
 def _rejection(exc: ExecordError, group: list[Event]) -> dict[str, Any]:
@@ -135,9 +184,10 @@ async def ingest(request: Request, p: Ingest) -> Any:
 def _ingest(request: Request, p: Principal, raw: bytes) -> Any:
     state = request.app.state
     t0 = time.perf_counter()
-    events, blobs = _parse_batch(raw, state.limits)
+    events, blobs, rejected, size = _parse_batch(raw, state.limits)
+    for r in rejected:
+        state.metrics.ingest_rejected.labels(r["type"]).inc()
     store = store_of(request)
-    rejected: list[dict[str, Any]] = []
     try:
         fresh = store.append(events, blobs, project=p.project)
     except (EventError, NotFound, InvalidInput):
@@ -168,16 +218,19 @@ def _ingest(request: Request, p: Principal, raw: bytes) -> Any:
         last.pop(r["execution_id"], None)
     for eid in last:
         state.hub.wake(eid)
-    return {"received": len(events), "stored": len(fresh), "acked": last, "rejected": rejected}
+    return {"received": size, "stored": len(fresh), "acked": last, "rejected": rejected}
 
 
 # -- admission ------------------------------------------------------------------------------------
 
 
+_UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
 class AgentInfo(BaseModel):
     name: str = Field(..., min_length=1, max_length=256)
     version: str | None = Field(None, max_length=256)
-    roles: list[str] = Field(default_factory=list, max_length=50)
+    roles: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=50)
 
 
 class WorkflowInfo(BaseModel):
@@ -188,12 +241,13 @@ class WorkflowInfo(BaseModel):
 class StartBody(BaseModel):
     """Who is about to run what: the facts admission rules see."""
 
-    execution_id: str = Field(..., min_length=36, max_length=36, pattern="^[0-9a-f-]{36}$")
+    execution_id: str = Field(..., min_length=36, max_length=36, pattern=_UUID)
     agent: AgentInfo
     workflow: WorkflowInfo
     execution_type: str = Field("workflow", max_length=64)
-    parent_execution_id: str | None = Field(None, max_length=36)
-    labels: dict[str, str] = Field(default_factory=dict, max_length=50)
+    parent_execution_id: str | None = Field(None, max_length=36, pattern=_UUID)
+    labels: dict[Annotated[str, Field(min_length=1, max_length=256)], Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=dict, max_length=50)
 
 
 @router.post("/executions/start", summary="Admission: the pinned governance version and its decision")
@@ -231,13 +285,15 @@ def start(request: Request, body: StartBody, p: Ingest) -> Any:
 
 class Live(BaseModel):
     lease_s: int = Field(30, ge=1, le=86400)
-    totals: dict[str, Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = None
+    totals: dict[Annotated[str, Field(max_length=64)], Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = Field(
+        None, max_length=20, description="steps, llm_calls, tool_calls, input_tokens, output_tokens, cost_micros")
 
 
 class HeartbeatBody(BaseModel):
     """The executions this agent process is running, with their running totals."""
 
-    executions: dict[str, Live] = Field(..., max_length=10_000)
+    executions: dict[Annotated[str, Field(min_length=36, max_length=36, pattern=_UUID)], Live] = Field(
+        ..., max_length=10_000)
 
 
 @router.post("/heartbeat", summary="Extend leases; learn of cancels and exhausted window budgets")

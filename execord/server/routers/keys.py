@@ -7,12 +7,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
+from ...errors import Forbidden
 from ...store._keys import SCOPES
 from .._auth import Principal, require
 from .._deps import store_of
 
 router = APIRouter(tags=["keys"])
 Admin = Annotated[Principal, Depends(require("admin"))]
+
+#: The operator's project: `execord serve` makes its first admin key here, and only an admin
+#: of this project may make keys for other projects. An admin of any other project (a tenant)
+#: makes keys for its own, so it cannot mint itself a way into another project.
+OPERATOR_PROJECT = "default"
 
 
 class NewKey(BaseModel):
@@ -27,8 +33,14 @@ class NewKey(BaseModel):
 
 @router.post("/keys", status_code=201, summary="Make an API key (shown once)")
 def create_key(request: Request, body: NewKey, p: Admin) -> Any:
-    """An admin may make keys for any project; the key sees only its own."""
-    key, row = store_of(request).create_key(body.project or p.project, body.scopes, name=body.name, by=p.who)
+    """An admin of the ``default`` project may make keys for any project; an admin of another
+    project, for its own. The key sees only its own project."""
+    project = body.project or p.project
+    if project != p.project and p.project != OPERATOR_PROJECT:
+        raise Forbidden(f"an admin key of project {p.project} makes keys for {p.project} only; a key for "
+                        f"project {project} is made with an admin key of the {OPERATOR_PROJECT} project, or "
+                        f"`execord keys create --project {project}` on the store")
+    key, row = store_of(request).create_key(project, body.scopes, name=body.name, by=p.who)
     return {"key": key, **row}
 
 
