@@ -194,3 +194,19 @@ def test_execord_serve_stops_reading_a_huge_request_head(tmp_path: Any) -> None:
             assert c.get("/api/v1/executions").status_code == 200  # and it still serves
     finally:
         proc.stop()
+
+
+def test_small_answers_to_odd_values(server: Any) -> None:
+    c = server.client(server.key("ingest", "read"))
+    chain = Chain()
+    chain.start()
+    assert c.post("/api/v1/ingest", json={"events": chain.wire(), "blobs": None}).json()["stored"] == 1
+    for blobs in ({}, 0, "", False):
+        r = c.post("/api/v1/ingest", json={"events": [], "blobs": blobs})
+        assert r.status_code == 400 and "blobs must be a list" in r.json()["detail"], r.text
+    stream = f"/api/v1/unified/executions/{chain.id}/stream"
+    for given in ("1_0", "+1", "1" * 30):
+        r = c.get(stream, headers={"Last-Event-ID": given})
+        assert r.status_code == 400 and "Last-Event-ID must be the seq" in r.json()["detail"], (given, r.text)
+    r = c.get("/api/v1/ledger/proof/consistency", params={"from": 3, "to": 2})
+    assert r.status_code == 400 and "from must not exceed to" in r.json()["detail"], r.text

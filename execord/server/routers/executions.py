@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Annotated, Any
 
 import orjson
@@ -188,7 +189,7 @@ def cancel(request: Request, execution_id: ExecutionId,
             response_class=EventSourceResponse,
             responses={200: {"content": {"text/event-stream": {}}, "description": "An SSE stream."}})
 async def stream(request: Request, execution_id: ExecutionId, p: Read,
-                 last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+                 last_event_id: Annotated[str | None, Header(max_length=64)] = None,
                  after_seq: int | None = Query(None, ge=-1, le=MAX_SEQ, description="Resume after this seq (as Last-Event-ID).")
                  ) -> EventSourceResponse:
     """First a ``status`` event with the full state; then each event as it is appended
@@ -198,12 +199,9 @@ async def stream(request: Request, execution_id: ExecutionId, p: Read,
     summary = await run_in_threadpool(_owned, store, execution_id, p)
     last = -1
     if last_event_id is not None:
-        try:
-            last = int(last_event_id)
-            if not -1 <= last <= MAX_SEQ:
-                raise ValueError(last_event_id)
-        except ValueError:
-            raise ConfigError("Last-Event-ID must be the seq of the last event received") from None
+        if not re.fullmatch(r"-1|[0-9]{1,10}", last_event_id) or int(last_event_id) > MAX_SEQ:
+            raise ConfigError("Last-Event-ID must be the seq of the last event received (a whole number)")
+        last = int(last_event_id)
     elif after_seq is not None:
         last = after_seq
     app = request.app

@@ -100,7 +100,9 @@ def _parse_batch(raw: bytes, limits: Any) -> Batch:
     if type(doc) is not dict or type(doc.get("events")) is not list:
         raise ConfigError('the body must be {"events": [{"body": "<canonical JSON>", "hash": "<hex>"}, …], '
                           '"blobs": [...]}')
-    items, blob_items = doc["events"], doc.get("blobs", [])
+    items, blob_items = doc["events"], doc.get("blobs")
+    if blob_items is None:
+        blob_items = []
     if len(items) > limits.max_batch_events:
         raise PayloadTooLarge(f"a batch holds at most {limits.max_batch_events} events, not {len(items)}")
     if type(blob_items) is not list:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from ...errors import LedgerError, NotFound
+from ...errors import ConfigError, LedgerError, NotFound
 from ...ledger import _log
 from ...ledger._bundle import bundle_bytes
 from ...ledger._report import report_html
@@ -71,6 +71,9 @@ def consistency(request: Request, p: Read,
                 from_: Annotated[int, Query(alias="from", ge=0, le=2**62, description="The older tree size.")],
                 to: Size = None) -> Any:
     """The RFC 9162 proof that the tree of ``from`` leaves is a prefix of the tree of ``to``."""
+    if to is not None and from_ > to:
+        raise ConfigError(f"from must not exceed to: a consistency proof goes from a smaller tree to a larger one "
+                          f"({from_} → {to})")
     store = store_of(request)
     return _log.consistency(store, from_, _size(store, to))
 
