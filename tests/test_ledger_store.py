@@ -840,3 +840,38 @@ def test_the_one_statement_inclusion_read_names_every_subtree_a_proof_needs() ->
             read = edge | {(lv, (index >> lv) ^ 1) for lv in range(size.bit_length())}
             plan = {k for ks in _tree.inclusion_plan(index, size) for k in ks}
             assert plan <= read, (index, size, sorted(plan - read))
+
+
+def test_upgrading_to_schema_8_finds_which_executions_refer_to_each_blob(s: Any) -> None:
+    from execord.record import blob_ref
+
+    blob, other = make_blob(b'{"card":"4111"}'), make_blob(b'"just text"', "text")
+    c, d = Chain(), Chain()
+    ref = blob_ref(blob.digest.split(":")[1], blob.size, "json")
+    s.append([c.start(), c.next("log", {"level": "info", "message": "m", "data": {"deep": [ref]}}), c.end(),
+              d.start(), d.next("log", {"level": "info", "message": f'mentions "$blob" {other.digest}', "data": ref}),
+              d.end()], [blob, other])
+    target, backend = s.target, s.backend
+    raw = Raw(s)
+    try:
+        assert raw.execute("SELECT digest, execution_id FROM blob_refs ORDER BY execution_id").fetchall() == sorted(
+            [(blob.digest, c.id), (blob.digest, d.id)], key=lambda r: r[1])
+        raw.execute("DROP TABLE blob_refs")
+        raw.execute(f"UPDATE {'meta' if backend == 'sqlite' else 'execord_meta'} SET value = '7' "
+                    "WHERE key = 'schema_version'")
+    finally:
+        raw.close()
+    reopened = open_store(target)
+    try:
+        assert reopened.get_blob(blob.digest, project="default") == blob
+        assert reopened.get_blob(blob.digest, project="globex") is None
+        assert reopened.get_blob(other.digest, project="default") is None  # only mentioned in a string
+        assert reopened.get_blob(other.digest) == other  # the store itself still has it
+    finally:
+        reopened.close()
+    raw = Raw(s)
+    try:
+        assert sorted(raw.execute("SELECT digest, execution_id FROM blob_refs").fetchall()) == sorted(
+            [(blob.digest, c.id), (blob.digest, d.id)])
+    finally:
+        raw.close()

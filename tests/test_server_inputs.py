@@ -210,3 +210,24 @@ def test_small_answers_to_odd_values(server: Any) -> None:
         assert r.status_code == 400 and "Last-Event-ID must be the seq" in r.json()["detail"], (given, r.text)
     r = c.get("/api/v1/ledger/proof/consistency", params={"from": 3, "to": 2})
     assert r.status_code == 400 and "from must not exceed to" in r.json()["detail"], r.text
+
+
+def test_a_key_reads_only_the_blobs_its_own_project_refers_to(server: Any) -> None:
+    from execord.record import blob_ref, make_blob
+
+    mine, theirs = server.client(server.key("read", "ingest")), server.client(server.key("read", project="globex"))
+    secret = make_blob(b'{"order":"A-1001","refund_usd":40}')
+    chain = Chain()
+    chain.start()
+    chain.next("step.started", {"kind": "tool", "name": "refund",
+                                "input": blob_ref(secret.digest.split(":")[1], secret.size, "json")})
+    batch = {"events": chain.wire(), "blobs": [{"digest": secret.digest, "type": "json",
+                                               "data": secret.data.decode()}]}
+    assert mine.post("/api/v1/ingest", json=batch).json()["stored"] == 2
+    got = mine.get(f"/api/v1/blobs/{secret.digest}")
+    assert got.status_code == 200 and got.json()["data"] == secret.data.decode()
+    # Another project's key that guesses (or holds) the content learns nothing: 404, as for none.
+    other = theirs.get(f"/api/v1/blobs/{secret.digest}")
+    missing = theirs.get(f"/api/v1/blobs/sha256:{'0' * 64}")
+    assert other.status_code == missing.status_code == 404
+    assert other.json()["detail"] == f"no blob {secret.digest}"

@@ -42,8 +42,8 @@ class Store(Protocol):
     def events(self, execution_id: str, *, after_seq: int = -1, limit: int | None = None) -> list[Event]:
         """Stored events after a seq."""
 
-    def get_blob(self, digest: str) -> Blob | None:
-        """A blob by digest."""
+    def get_blob(self, digest: str, *, project: str | None = None) -> Blob | None:
+        """A blob by digest (with ``project``: only one an execution of that project refers to)."""
 
     def get_seal(self, execution_id: str) -> dict[str, Any] | None:
         """The seal of a terminal execution."""

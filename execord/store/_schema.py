@@ -382,4 +382,24 @@ BEGIN SELECT RAISE(ABORT, 'execord: erasures are kept as signed (DELETE refused)
     )
 )
 
+MIGRATIONS.append(
+    (
+        8,
+        """
+-- Which executions refer to each blob (in an event's attrs, {"$blob": digest}). A key reads
+-- a blob only when an execution of its project refers to it: a digest alone must not let one
+-- project confirm what another recorded. Filled from the stored events, then by `append`.
+CREATE TABLE IF NOT EXISTS blob_refs (
+    digest       TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    PRIMARY KEY (digest, execution_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO blob_refs (digest, execution_id)
+    SELECT DISTINCT t.value, e.execution_id
+    FROM events e, json_tree(CAST(e.body AS TEXT)) t
+    WHERE instr(CAST(e.body AS TEXT), '"$blob"') > 0 AND t.key = '$blob' AND t.type = 'text';
+""",
+    )
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -252,8 +252,22 @@ CREATE TABLE erasure_notes (
 );
 """ + _refuse("erasure_notes", "UPDATE OR DELETE", "erasures are kept as signed")
 
+V8 = """
+CREATE TABLE IF NOT EXISTS blob_refs (
+    digest       TEXT COLLATE "C" NOT NULL,
+    execution_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (digest, execution_id)
+);
+INSERT INTO blob_refs (digest, execution_id)
+    SELECT DISTINCT r #>> '{}', e.execution_id
+    FROM events e, LATERAL jsonb_path_query(convert_from(e.body, 'UTF8')::jsonb, 'strict $.**."$blob"') r
+    WHERE position('"$blob"'::bytea IN e.body) > 0 AND jsonb_typeof(r) = 'string'
+    ON CONFLICT DO NOTHING;
+"""
+
 # Version 5 changed only SQLite's list indexes; PostgreSQL's had the same shape from version 1.
-PG_MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, "SELECT 1"), (6, V6), (7, V7)]
+PG_MIGRATIONS: list[tuple[int, str]] = [(1, V1), (2, V2), (3, V3), (4, V4), (5, "SELECT 1"), (6, V6), (7, V7),
+                                        (8, V8)]
 
 #: What a least-privilege application role needs (``execord serve`` as that role, after an
 #: owner ran the migrations): read everything; insert facts; update only the projections
@@ -264,6 +278,6 @@ APP_GRANTS = """
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};
 GRANT INSERT ON events, blobs, seals, executions, execution_labels, governance_versions,
   governance_activations, approvals, cancels, api_keys, decision_checks, ledger, ledger_nodes,
-  checkpoints TO {role};
+  checkpoints, blob_refs TO {role};
 GRANT UPDATE ON executions, approvals, api_keys TO {role};
 """

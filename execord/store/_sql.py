@@ -10,6 +10,7 @@ summary row and the seal are projected from events inside the append transaction
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -48,6 +49,10 @@ INSERT_EVENT = (
 )
 # Blobs are content-addressed: the same digest twice is the same bytes, so a repeat is a no-op.
 INSERT_BLOB = "INSERT INTO blobs (digest, size, type, data) VALUES (?,?,?,?) ON CONFLICT (digest) DO NOTHING"
+INSERT_BLOB_REF = "INSERT INTO blob_refs (digest, execution_id) VALUES (?,?) ON CONFLICT DO NOTHING"
+# A blob reference in an event's bytes ({"$blob": "sha256:…"}; inside a JSON string its quotes
+# would be escaped, so a value that merely mentions one does not match).
+_BLOB_REF = re.compile(rb'"\$blob"\s*:\s*"(sha256:[0-9a-f]{64})"')
 _HEX = set("0123456789abcdef-")
 
 
@@ -191,6 +196,9 @@ class SQLStore(GovernanceTables, KeyTables, LedgerTables, OverviewQueries):
             c.execute(INSERT_EVENT, rows[0])
         elif rows:
             c.executemany(INSERT_EVENT, rows)
+        refs = {(d.decode(), e.execution_id) for e in fresh if b'"$blob"' in e.body for d in _BLOB_REF.findall(e.body)}
+        if refs:
+            c.executemany(INSERT_BLOB_REF, sorted(refs))
         for e in fresh:
             # The projection moves the status event by event; the tip stays at the last
             # admitted event of the batch.
@@ -468,9 +476,19 @@ class SQLStore(GovernanceTables, KeyTables, LedgerTables, OverviewQueries):
             params.append(limit)
         return [(seq, ts, bytes(h), bytes(b)) for seq, ts, h, b in self._read(sql, params)]
 
-    def get_blob(self, digest: str) -> Blob | None:
-        """A stored blob by ``sha256:<hex>`` digest (``data`` None if erased), or None."""
-        rows = self._read("SELECT digest, size, type, data FROM blobs WHERE digest = ?", (digest,))
+    def get_blob(self, digest: str, *, project: str | None = None) -> Blob | None:
+        """A stored blob by ``sha256:<hex>`` digest (``data`` None if erased), or None.
+
+        With ``project``, only a blob an execution of that project refers to (another
+        project's blob is None, exactly like a missing one).
+        """
+        if project is None:
+            rows = self._read("SELECT digest, size, type, data FROM blobs WHERE digest = ?", (digest,))
+        else:
+            rows = self._read(
+                "SELECT b.digest, b.size, b.type, b.data FROM blobs b WHERE b.digest = ? AND EXISTS ("
+                "SELECT 1 FROM blob_refs r JOIN executions x ON x.id = r.execution_id"
+                " WHERE r.digest = b.digest AND x.project = ?)", (digest, project))
         if not rows:
             return None
         d, size, type_, data = rows[0]

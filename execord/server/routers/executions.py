@@ -107,9 +107,9 @@ def get_seal(request: Request, execution_id: ExecutionId, p: Read) -> Any:
 @router.get("/blobs/{digest}", summary="A content blob by digest (data null once erased)")
 def get_blob(request: Request, digest: Annotated[str, Path(pattern="^sha256:[0-9a-f]{64}$")],
              p: Annotated[Principal, Depends(require("read", "ingest"))]) -> Any:
-    """Blobs are content-addressed: a digest is only learned from an event (or by already
-    holding the content), so a blob is served to any key that may read."""
-    blob = store_of(request).get_blob(digest)
+    """A blob an execution of the key's project refers to; any other is 404, like a missing
+    one, so that holding some content cannot confirm that another project recorded it."""
+    blob = store_of(request).get_blob(digest, project=p.project)
     if blob is None:
         from ...errors import NotFound
 
