@@ -231,3 +231,23 @@ def test_a_key_reads_only_the_blobs_its_own_project_refers_to(server: Any) -> No
     missing = theirs.get(f"/api/v1/blobs/sha256:{'0' * 64}")
     assert other.status_code == missing.status_code == 404
     assert other.json()["detail"] == f"no blob {secret.digest}"
+
+
+def test_a_bug_is_one_logged_500_and_the_connection_stays_usable(server: Any, monkeypatch: Any,
+                                                                 caplog: Any) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    ports: set[Any] = set()
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                      event_hooks={"response": [lambda r: ports.add(
+                          r.extensions["network_stream"].get_extra_info("client_addr"))]}) as c:
+        monkeypatch.setattr(server.store, "list_keys", broken)  # a bug injected into one endpoint
+        with caplog.at_level("ERROR"):
+            r = c.get("/api/v1/keys")
+        assert r.status_code == 500 and r.json()["type"].endswith("/internal") and "a bug" not in r.text
+        monkeypatch.undo()
+        assert c.get("/api/v1/keys").status_code == 200  # the same kept-alive connection
+    assert len(ports) == 1, ports
+    logged = [rec for rec in caplog.records if rec.exc_info]
+    assert len(logged) == 1 and "unexpected error on GET /api/v1/keys" in logged[0].getMessage()

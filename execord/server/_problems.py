@@ -73,7 +73,35 @@ def install(app: FastAPI) -> None:
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return problem(exc.status_code, slug, detail, headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return problem(500, "internal", "the server failed to handle this request; the error is in its log")
+    app.add_middleware(Unexpected)
+
+
+class Unexpected:
+    """A bug's exception becomes a problem+json 500 and one traceback in the log.
+
+    Starlette's handler for ``Exception`` answers and then raises again, so the server logged
+    each bug twice and dropped the client's kept-alive connection; this answers and returns.
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception:
+            if started:  # half an answer is out: nothing better can be sent
+                raise
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            response = problem(500, "internal", "the server failed to handle this request; the error is in its log")
+            await response(scope, receive, send)
