@@ -30,7 +30,7 @@ import pytest
 from _helpers import Chain
 from fastapi import routing
 
-from execord.record import TOTALS_KEYS, make_blob, uuid7
+from execord.record import TOTALS_KEYS, blob_ref, make_blob, uuid7
 
 SCOPES = ("ingest", "read", "approve", "operate", "admin")
 API = "/api/v1"
@@ -116,9 +116,9 @@ EXPECT: dict[tuple[str, str], Rule] = {
 # How a path parameter is filled by default: the World attribute holding an existing thing.
 PARAMS = {"execution_id": "ended", "approval_id": "approval", "version_id": "version",
           "key_id": "spare_key_id", "digest": "digest"}
-# Blobs are content-addressed and shared by every project (executions.get_blob): knowing the
-# digest means holding the content. They are the one path parameter not scoped to a project.
-SHARED_PARAMS = frozenset({"digest"})
+# Path parameters not scoped to a project: none. (Blobs are stored once by digest, but a key
+# reads only those its own project's executions refer to: executions.get_blob.)
+SHARED_PARAMS: frozenset[str] = frozenset()
 # Lists that must show none of another project's things, with the World attributes that the
 # owner's admin key does see there (the positive control that makes the check mean something).
 LISTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
@@ -194,17 +194,17 @@ class World:
     keys: dict[str, str] = field(default_factory=dict)  # scope -> a key with only that scope
 
     def ids(self) -> dict[str, str]:
-        return {a: getattr(self, a) for a in ("ended", "running", "approval", "version", "spare_key_id")}
+        return {a: getattr(self, a) for a in ("ended", "running", "approval", "version", "spare_key_id", "digest")}
 
 
 def seed(server: Any) -> World:
     admin = server.admin
     ended = Chain()
     ended.next("execution.started", dict(_STARTED))
-    ended.next("log", {"level": "info", "message": "hi", "data": None})
+    blob = make_blob(b'{"secret": 1}', "json")
+    ended.next("log", {"level": "info", "message": "hi", "data": blob_ref(blob.digest[7:], blob.size, "json")})
     ended.next("execution.ended", {"status": "succeeded", "error": None, "halt": None, "cancel": None,
                                    "totals": dict.fromkeys(TOTALS_KEYS, 0)})
-    blob = make_blob(b'{"secret": 1}', "json")
     running = Chain()
     approval = str(uuid.uuid4())
     running.next("execution.started", dict(_STARTED))
@@ -407,7 +407,8 @@ def test_another_projects_key_sees_nothing_of_default(server: Any, world: World,
     other = clients(server.key(*SCOPES, project="other", name="other"))
     owner = server.admin
     nowhere = dataclasses.replace(world, ended=uuid7(), running=uuid7(), approval=str(uuid.uuid4()),
-                                  version="gv_0123456789abcdef", spare_key_id="ek_0123456789ab")
+                                  version="gv_0123456789abcdef", spare_key_id="ek_0123456789ab",
+                                  digest="sha256:" + "0" * 64)
     failures = []
     for method, path in api_routes(server.app):
         names = set(re.findall(r"{(\w+)}", path))
