@@ -197,7 +197,9 @@ class SQLStore(GovernanceTables, KeyTables, LedgerTables, OverviewQueries):
         elif rows:
             c.executemany(INSERT_EVENT, rows)
         refs = {(d.decode(), e.execution_id) for e in fresh if b'"$blob"' in e.body for d in _BLOB_REF.findall(e.body)}
-        if refs:
+        if len(refs) == 1:
+            c.execute(INSERT_BLOB_REF, refs.pop())
+        elif refs:
             c.executemany(INSERT_BLOB_REF, sorted(refs))
         for e in fresh:
             # The projection moves the status event by event; the tip stays at the last
