@@ -209,7 +209,6 @@ def test_every_example_governance_file_validates_against_the_schema() -> None:
 
 
 VALID = {
-    "empty": "",
     "only-version": "version: 1\n",
     "null-sections": "policies:\nbudgets:\ndetectors:\npricing:\ntests:\n",
     "on-as-a-string": 'policies:\n  - {id: a, on: end, effect: warn}\n',
@@ -228,6 +227,7 @@ VALID = {
 }
 
 INVALID = {
+    "empty": "",  # an empty file is refused: a truncated file must not mean "no governance"
     "unknown-top-key": "polices: []\n",
     "version-2": "version: 2\n",
     "top-level-list": "- id: a\n",

@@ -548,8 +548,13 @@ def test_missing_file_and_empty_folder(tmp_path: Path) -> None:
         load_spec(tmp_path / "empty")
 
 
-def test_an_empty_file_is_no_governance(tmp_path: Path) -> None:
-    spec = load_spec(_write(tmp_path / "execord.yaml", "# nothing yet\n"))
+def test_an_empty_file_is_refused_and_version_1_alone_is_no_rules(tmp_path: Path) -> None:
+    # A truncated or blanked file must not quietly mean "no governance": it is refused, and
+    # a file holding just `version: 1` is how to run with no rules on purpose.
+    with pytest.raises(GovernanceFileError) as err:
+        load_spec(_write(tmp_path / "execord.yaml", "# nothing yet\n"))
+    assert "the governance file is empty" in str(err.value) and "version: 1" in str(err.value)
+    spec = load_spec(_write(tmp_path / "execord.yaml", "version: 1\n"))
     assert spec.rules == () and spec.execution_budgets == {} and spec.secrets is True
 
 

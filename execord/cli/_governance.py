@@ -160,11 +160,17 @@ def history(db: DbOption = None, fmt: FormatOption = "table") -> None:
     console.print(table)
 
 
+def _looks_like_a_path(ref: str) -> bool:
+    return "/" in ref or os.sep in ref or ref.endswith((".yaml", ".yml"))
+
+
 def _version(store: Any, ref: str) -> tuple[str, dict[str, Any]]:
     """A version id (or prefix), or a governance file, as (label, document)."""
-    if os.path.exists(ref):
+    if os.path.lexists(ref):
         version, _ = build_version(load_spec(ref))
         return f"{ref} ({version.id})", version.document
+    if _looks_like_a_path(ref):
+        raise ConfigError(f"no such file: {ref} (name a governance file or folder, or a version id: execord governance history)")
     v = store.get_governance_version(ref)
     return v["id"], v["document"]
 
@@ -180,6 +186,11 @@ def show(
     Example: execord governance show gv_4f1c2a9d
     """
     fmt = check_format(fmt)
+    if _looks_like_a_path(version):
+        if not os.path.lexists(version):
+            raise ConfigError(f"no such file: {version} (`governance show` takes a version id: execord governance history)")
+        raise ConfigError(f"`governance show` shows a stored version (gv_...), not a file: check {version} with "
+                          f"`execord governance validate {version}`, or compare it with `execord governance diff`")
     store = store_from(db)
     ref = version or store.active_governance()
     if not ref:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from ._context import VARIABLES
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+): (.*)")
+_STATUS = re.compile(r"^[A-Z_]+: |\s*\[[A-Z_]+\]$")
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class CelProblem:
     """Why an expression was refused.
 
     Attributes:
-        kind: syntax, unknown-name, type or not-boolean.
+        kind: syntax, unknown-name, type, not-boolean, size (nested too deeply or too long)
+            or number (an integer literal beyond 64 bits).
         message: the compiler's words.
         line: 1-based line within the expression.
         column: 1-based column within that line.
@@ -78,6 +80,10 @@ class Evaluator(Protocol):
 
 def _classify(message: str) -> str:
     low = message.lower()
+    if "recursion" in low or "exceeds codepoint limit" in low:
+        return "size"  # nested too deeply or too long; both engines word it this way
+    if "invalid int literal" in low or "invalid uint literal" in low:
+        return "number"
     if "syntax error" in low:
         return "syntax"
     if "undeclared reference" in low or "undefined field" in low:
@@ -88,7 +94,10 @@ def _classify(message: str) -> str:
 def _problem_from(text: str) -> CelProblem:
     m = _POSITION.search(text)
     if not m:
-        return CelProblem(_classify(text), text.strip().splitlines()[0] if text.strip() else text)
+        first = text.strip().splitlines()[0] if text.strip() else text
+        # "CANCELLED: Expression recursion limit exceeded. limit: 32 [CANCELLED]": drop the status codes.
+        first = _STATUS.sub("", first) or first
+        return CelProblem(_classify(first), first)
     message = m.group(3).split(" | ")[0].strip()
     message = message.split("\n")[0].strip()
     return CelProblem(_classify(message), message, int(m.group(1)), int(m.group(2)))

@@ -216,6 +216,14 @@ TOO_DEEP = "too_deep"
 _MAX_DEPTH = 64  # as deep as runtime/_capture.py records; a cycle ends here too
 
 
+class DetectorError(ValueError):
+    """A custom detector that cannot be made: ``message`` says what is wrong, ``hint`` what to do."""
+
+    def __init__(self, message: str, hint: str):
+        super().__init__(f"{message}; {hint}")
+        self.message, self.hint = message, hint
+
+
 def custom_detector(name: str, regex: str) -> Detector:
     """A detector from a governance file's ``detectors.custom`` entry.
 
@@ -227,28 +235,29 @@ def custom_detector(name: str, regex: str) -> Detector:
         The detector (never a secret one).
 
     Raises:
-        ValueError: the name is malformed or shadows a builtin, or the regex does not
-            compile or matches the empty string.
+        DetectorError: the name is malformed or shadows a builtin, or the regex is not a
+            string, does not compile or matches the empty string.
 
     >>> custom_detector("order_id", r"ORD-[0-9]{6}").name
     'order_id'
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(f"detector name {name!r} is not allowed: use letters, digits, '_' and '-', "
-                         "starting with a letter, e.g. order_id")
+        raise DetectorError(f"detector name {name!r} is not allowed",
+                            "check the name: use letters, digits, '_' and '-', starting with a letter, e.g. order_id")
     if name in BUILTIN:
-        raise ValueError(f"custom detector {name!r} shadows the builtin detector of that name: "
-                         f"pick another name (builtins: {', '.join(BUILTIN)})")
+        raise DetectorError(f"custom detector {name!r} shadows the builtin detector of that name",
+                            f"check the name: pick another name (builtins: {', '.join(BUILTIN)})")
     if not isinstance(regex, str):
-        raise ValueError(f"detector {name}: the regular expression must be a string, not {type(regex).__name__}")
+        raise DetectorError(f"detector {name}: the regular expression must be a string, not {type(regex).__name__} {regex!r}",
+                            f"quote it in YAML, e.g. {name}: 'ORD-[0-9]{{6}}'")
     try:
         pattern = re.compile(regex)
     except re.error as exc:
-        raise ValueError(f"detector {name}: bad regular expression {regex!r}: {exc}; "
-                         "check the escaping, and quote the pattern in YAML") from None
+        raise DetectorError(f"detector {name}: bad regular expression {regex!r}: {exc}",
+                            "check the escaping, and quote the pattern in YAML") from None
     if pattern.search("") is not None:
-        raise ValueError(f"detector {name}: the regular expression {regex!r} matches the empty string, "
-                         "so it would match everywhere; use + rather than * or ?")
+        raise DetectorError(f"detector {name}: the regular expression {regex!r} matches the empty string, "
+                            "so it would match everywhere", "use + rather than * or ?")
     return Detector(name, pattern)
 
 

@@ -1,8 +1,10 @@
 """Loading a governance file (``execord.yaml``, or a folder of YAML files) into a `Spec`.
 
 Every problem is reported at once, each with its file, line and a hint at the fix: unknown
-keys (with the nearest known one), duplicate rule ids, bad CEL (syntax, unknown names, type
-mismatches), unknown detectors, bad durations and amounts.
+keys (with the nearest known one), duplicate keys and rule ids, bad CEL (syntax, unknown
+names, type mismatches), unknown detectors, bad or too large durations, amounts and counts.
+The YAML is read with limits (nesting depth, values once aliases are expanded), so a
+hostile file is a problem like any other, not a hang.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import yaml
 from ..errors import GovernanceFileError
 from ..record import PHASES
 from ._cel import CelCompileError, Evaluator, default_evaluator
+from ._context import VARIABLES
 
 EFFECTS = ("allow", "warn", "redact", "require_approval", "deny")
 BUDGET_METRICS = ("cost_usd", "input_tokens", "output_tokens", "total_tokens", "llm_calls", "tool_calls", "steps")
@@ -33,7 +36,7 @@ _WINDOW_KEYS = ("id", "scope", "match", "period", *BUDGET_METRICS)
 _TEST_KEYS = ("name", "phase", "context", "expect")
 _CAN_WAIT = ("tool.request", "llm.request", "step.request")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION = re.compile(r"^\s*(\d{1,30}(?:\.\d{1,30})?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400)}
 
 
@@ -124,10 +127,80 @@ def _unknown_keys(keys: Any, allowed: tuple[str, ...], where_of: Any, what: str,
 # -- reading YAML with positions --------------------------------------------------------------
 
 
+_MAX_DEPTH = 100  # levels of nesting; a governance file needs a handful
+_MAX_NODES = 100_000  # values, counting each alias as the values it stands for
+
+
+class _Refused(yaml.YAMLError):
+    """YAML that parses but is refused: too deep, too big once aliases expand, or recursive."""
+
+    def __init__(self, message: str, mark: Any, hint: str):
+        super().__init__(message)
+        self.message, self.line, self.hint = message, mark.line + 1, hint
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: only true/false, so the key `on` stays a string."""
+    """SafeLoader with YAML 1.2 booleans (only true/false, so the key `on` stays a string),
+    limits on nesting and on alias expansion ("billion laughs"), and duplicate keys noted."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._measured: dict[int, tuple[int, int]] = {}  # id(node) -> (values once expanded, depth)
+        self.duplicates: list[tuple[Any, int, int]] = []  # (key, line, line of the first)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self._measured:  # still being composed
+                raise _Refused(f"alias *{event.anchor} is inside the value it names (a recursive alias)",
+                               event.start_mark, f"an alias may only repeat a value defined before it; remove *{event.anchor}")
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > _MAX_DEPTH:
+            raise _Refused(f"values nested more than {_MAX_DEPTH} levels deep", self.peek_event().start_mark,
+                           "a governance file needs only a few levels; look for unclosed [ or {")
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        children = _children(node)
+        size = 1 + sum(self._measured[id(c)][0] for c in children)
+        depth = 1 + max((self._measured[id(c)][1] for c in children), default=0)
+        if size > _MAX_NODES:
+            raise _Refused(f"the file holds more than {_MAX_NODES:,} values once its aliases (*name) are expanded",
+                           node.start_mark, "write the values out or use fewer aliases; no governance file needs this many")
+        if depth > _MAX_DEPTH:
+            raise _Refused(f"values nested more than {_MAX_DEPTH} levels deep once aliases (*name) are expanded",
+                           node.start_mark, "a governance file needs only a few levels; use fewer nested aliases")
+        self._measured[id(node)] = (size, depth)
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+                if key in first:
+                    self.duplicates.append((key, line, first[key]))
+                else:
+                    first[key] = line
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more digits than Python converts
+            raise _Refused(f"the number {node.value[:20]}… has too many digits", node.start_mark,
+                           "governance numbers are far smaller; check the value") from None
 
 
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -144,8 +217,13 @@ class _Located:
         self.file = path
         self.lines: dict[tuple[Any, ...], int] = {}
         self.value_lines: dict[tuple[Any, ...], int] = {}
-        node = yaml.compose(text, Loader=_Loader)
-        self.data = yaml.load(text, Loader=_Loader) if node is not None else None  # noqa: S506 - a SafeLoader
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            self.data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+        self.duplicates = loader.duplicates
         if node is not None:
             self._walk(node, ())
 
@@ -174,7 +252,8 @@ class _Located:
 def _files(target: str | os.PathLike[str]) -> list[Path]:
     path = Path(target)
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        # A broken symlink is kept, so that reading it reports it rather than skipping it.
+        found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and (p.is_file() or p.is_symlink()))
         if not found:
             raise GovernanceFileError(f"{path} holds no .yaml or .yml files", problems=[])
         return found
@@ -186,22 +265,24 @@ def _files(target: str | os.PathLike[str]) -> list[Path]:
 # -- values -----------------------------------------------------------------------------------
 
 
-def parse_duration(value: Any) -> int | None:
-    """Seconds in ``30s``, ``10m``, ``2h``, ``1d``, ``500ms`` (rounded up) or a bare number of seconds."""
+# The largest numbers a governance version holds: its document is canonical JSON, whose
+# integers stop at 2**53 - 1; durations stop at ten years (an approval's deadline is stored
+# in microseconds since 1970).
+_MAX_INT = 2**53 - 1
+_MAX_USD = Decimal(9_007_199_254)  # whole dollars whose micro-USD stay below _MAX_INT
+_MAX_SECONDS = 3650 * 86400
+
+
+def _seconds(value: Any) -> Decimal | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int) and value >= 0:
-        return value
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            seconds = Decimal(m.group(1)) * _DURATION_UNITS[m.group(2)]
-            return int(seconds.to_integral_value(rounding="ROUND_CEILING"))
-    return None
+        return Decimal(value)
+    m = _DURATION.match(value) if isinstance(value, str) else None
+    return Decimal(m.group(1)) * _DURATION_UNITS[m.group(2)] if m else None
 
 
-def parse_usd(value: Any) -> int | None:
-    """Micro-USD in ``2``, ``2.50``, ``"$2.50"`` or ``"2.50"``; None when not an amount ≥ 0."""
+def _usd(value: Any) -> Decimal | None:
     if isinstance(value, bool):
         return None
     text = str(value).strip().removeprefix("$").replace(",", "") if isinstance(value, str) else repr(value)
@@ -211,14 +292,52 @@ def parse_usd(value: Any) -> int | None:
         return None
     if not amount.is_finite() or amount < 0:
         return None
-    micros = amount * 1_000_000
-    if micros != micros.to_integral_value():
+    if amount <= _MAX_USD and amount.scaleb(6) != amount.scaleb(6).to_integral_value():
         return None  # finer than a micro-dollar
-    return int(micros)
+    return amount
+
+
+def parse_duration(value: Any) -> int | None:
+    """Seconds in ``30s``, ``10m``, ``2h``, ``1d``, ``500ms`` (rounded up) or a bare number of seconds.
+
+    None when not a duration, or longer than ten years.
+    """
+    seconds = _seconds(value)
+    if seconds is None or seconds > _MAX_SECONDS:
+        return None
+    return int(seconds.to_integral_value(rounding="ROUND_CEILING"))
+
+
+def parse_usd(value: Any) -> int | None:
+    """Micro-USD in ``2``, ``2.50``, ``"$2.50"`` or ``"2.50"``; None when not an amount ≥ 0 (up to $9,007,199,254)."""
+    amount = _usd(value)
+    return None if amount is None or amount > _MAX_USD else int(amount.scaleb(6))
 
 
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_INT else None
+
+
+def _too_large(key: str, value: Any) -> str | None:
+    """The "at most ..." hint when ``value`` is well formed but beyond what a version holds."""
+    if key == "cost_usd":
+        amount = _usd(value)
+        return "at most $9,007,199,254" if amount is not None and amount > _MAX_USD else None
+    if key in ("duration", "timeout"):
+        seconds = _seconds(value)
+        return "at most 3650d, ten years" if seconds is not None and seconds > _MAX_SECONDS else None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_INT:
+        return f"at most {_MAX_INT:,}"
+    return None
+
+
+def _bad_value(problems: _Problems, where: Where, what: str, key: str, value: Any, message: str, hint: str) -> None:
+    """Report a value of ``key`` that did not parse: as too large (with the limit), or else as ``message``."""
+    most = _too_large(key, value)
+    if most:
+        problems.add(where, f"{what} {value!r} is too large", most)
+    else:
+        problems.add(where, message, hint)
 
 
 # -- sections ---------------------------------------------------------------------------------
@@ -277,6 +396,10 @@ def _rule(doc: _Located, i: int, item: Any, ev: Evaluator, problems: _Problems, 
     if not isinstance(priority, int) or isinstance(priority, bool):
         problems.add(at("priority"), f"rule {rid}: priority must be a whole number", "lower runs first; default 0")
         priority = 0
+    elif abs(priority) > _MAX_INT:
+        problems.add(at("priority"), f"rule {rid}: priority {priority} is too large",
+                     f"use a whole number from -{_MAX_INT:,} to {_MAX_INT:,}; lower runs first")
+        priority = 0
     approvers, timeout_s, on_timeout = _approval_fields(item, at, rid, effect, problems)
     detectors, paths = _redact_fields(item, at, rid, effect, problems)
     if len(problems.items) > before:
@@ -295,6 +418,9 @@ def _check_when(doc: _Located, where: Where, rid: str, when: str, ev: Evaluator,
             "unknown-name": "variables: agent, workflow, execution, step, tool, llm, usage, labels, now (docs/governance.md)",
             "type": "compare like with like: strings with strings, numbers with numbers",
             "not-boolean": "a condition must be true or false, e.g. tool.name == \"shell\"",
+            "size": "the expression is nested too deeply or is too long for CEL: use fewer nested parentheses, "
+                    "lists or chained operators, or split it into several rules",
+            "number": "CEL integers are 64-bit: at most 9223372036854775807",
         }
         line = Where(where.file, where.line + p.line - 1)
         problems.add(line, f"rule {rid}: {p.kind} error in `when` at column {p.column}: {p.message}", hints.get(p.kind, ""))
@@ -311,7 +437,8 @@ def _approval_fields(item: dict[str, Any], at: Any, rid: str, effect: Any, probl
     if "timeout" in item:
         timeout_s = parse_duration(item["timeout"])
         if timeout_s is None or timeout_s == 0:
-            problems.add(at("timeout"), f"rule {rid}: bad duration {item['timeout']!r}", "use 30s, 10m, 2h or 1d")
+            _bad_value(problems, at("timeout"), f"rule {rid}: timeout", "timeout", item["timeout"],
+                       f"rule {rid}: bad duration {item['timeout']!r}", "use 30s, 10m, 2h or 1d")
     on_timeout = item.get("on_timeout", "reject")
     if on_timeout not in ("reject", "approve"):
         problems.add(at("on_timeout"), f"rule {rid}: on_timeout must be reject or approve, not {on_timeout!r}", "reject halts the execution when nobody decides in time")
@@ -373,14 +500,16 @@ def _budgets(doc: _Located, raw: Any, problems: _Problems) -> tuple[dict[str, in
                 continue
             for tool, n in value.items():
                 if _count(n) is None:
-                    problems.add(doc.at("budgets", "execution", key, tool), f"per_tool {tool}: {n!r} is not a whole number ≥ 0", "e.g. issue_refund: 3")
+                    _bad_value(problems, doc.at("budgets", "execution", key, tool), f"per_tool {tool}:", "count", n,
+                               f"per_tool {tool}: {n!r} is not a whole number ≥ 0", "e.g. issue_refund: 3")
                 else:
                     per_tool[str(tool)] = n
         elif key in _EXEC_BUDGET_KEYS:
             parsed = _limit(key, value)
             if parsed is None:
-                problems.add(where, f"budget {key}: bad {'amount' if key == 'cost_usd' else 'duration' if key == 'duration' else 'count'} {value!r}",
-                             {"cost_usd": "a dollar amount like 2.00 or \"$2.00\"", "duration": "use 30s, 10m, 2h or 1d"}.get(key, "a whole number ≥ 0"))
+                _bad_value(problems, where, f"budget {key}:", key, value,
+                           f"budget {key}: bad {'amount' if key == 'cost_usd' else 'duration' if key == 'duration' else 'count'} {value!r}",
+                           {"cost_usd": "a dollar amount like 2.00 or \"$2.00\"", "duration": "use 30s, 10m, 2h or 1d"}.get(key, "a whole number ≥ 0"))
             else:
                 limits["duration_ms" if key == "duration" else "cost_micros" if key == "cost_usd" else key] = parsed
     windows = list(_windows(doc, raw.get("windows"), problems))
@@ -427,10 +556,11 @@ def _windows(doc: _Located, raw: Any, problems: _Problems) -> Iterator[WindowBud
             if metric in w:
                 parsed = _limit(metric, w[metric])
                 if parsed is None:
-                    problems.add(at(metric), f"window {wid}: bad {metric} {w[metric]!r}", "a dollar amount for cost_usd, a whole number otherwise")
+                    _bad_value(problems, at(metric), f"window {wid}: {metric}", metric, w[metric],
+                               f"window {wid}: bad {metric} {w[metric]!r}", "a dollar amount for cost_usd, a whole number otherwise")
                 else:
                     limits["cost_micros" if metric == "cost_usd" else metric] = parsed
-        if not limits:
+        if not any(metric in w for metric in BUDGET_METRICS):
             problems.add(at(), f"window {wid}: no limit given", f"set one of: {', '.join(BUDGET_METRICS)}")
         if len(problems.items) == before:
             yield WindowBudget(wid, w["scope"], {str(k): str(v) for k, v in match.items()}, w["period"], limits, at())
@@ -452,15 +582,15 @@ def _detectors(doc: _Located, raw: Any, problems: _Problems) -> tuple[bool, dict
     if not isinstance(custom, dict):
         problems.add(doc.at("detectors", "custom"), "detectors.custom must map names to regular expressions", "e.g. order_id: 'ORD-[0-9]{6}'")
         return secrets, out
-    from ._detectors import custom_detector
+    from ._detectors import DetectorError, custom_detector
 
     for name, regex in custom.items():
         try:
-            custom_detector(str(name), str(regex))
-        except ValueError as exc:
-            problems.add(doc.at("detectors", "custom", name), f"detector {name}: {exc}", "check the name and the escaping; quote the pattern in YAML")
+            custom_detector(str(name), regex)
+        except DetectorError as exc:
+            problems.add(doc.at("detectors", "custom", name), exc.message, exc.hint)
             continue
-        out[str(name)] = str(regex)
+        out[str(name)] = regex
     return secrets, out
 
 
@@ -487,22 +617,34 @@ def load_spec(target: str | os.PathLike[str], *, evaluator: Evaluator | None = N
     for path in files:
         try:
             doc = _Located(str(path), path.read_text(encoding="utf-8"))
+        except _Refused as exc:
+            problems.add(Where(str(path), exc.line), exc.message, exc.hint)
+            continue
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             problems.add(Where(str(path), mark.line + 1 if mark else 1), f"not valid YAML: {getattr(exc, 'problem', exc)}", "check indentation and quoting")
             continue
         except (OSError, UnicodeDecodeError) as exc:
-            problems.add(Where(str(path), 1), f"cannot read the file: {exc}", "")
+            if path.is_symlink() and not path.exists():
+                problems.add(Where(str(path), 1), f"{path.name} is a broken symbolic link (to {os.readlink(path)})",
+                             "point it at a governance file, or remove it")
+            else:
+                problems.add(Where(str(path), 1), f"cannot read the file: {exc}", "")
             continue
+        for key, line, first in doc.duplicates:
+            problems.add(Where(doc.file, line), f"duplicate key {key!r} (first at line {first})",
+                         "a key may appear once in a mapping: keep one and remove the other")
         data = doc.data
         if data is None:
+            problems.add(doc.at(), "the governance file is empty",
+                         "a governance file starts with `version: 1`; to govern with no rules on purpose, "
+                         "write a file holding just `version: 1`")
             continue
         if not isinstance(data, dict):
             problems.add(doc.at(), "a governance file must be a mapping at the top", "start with `version: 1`")
             continue
         _unknown_keys(data, _TOP_KEYS, lambda k, d=doc: d.at(k), "the governance file", problems)
-        if data.get("version", 1) != 1:
-            problems.add(doc.at("version"), f"version {data.get('version')!r} is not supported", "this Execord reads version: 1")
+        _check_version(doc, data.get("version", 1), problems)
         rules.extend(_rules(doc, data.get("policies"), ev, problems, seen))
         lim, pt, win = _budgets(doc, data.get("budgets"), problems)
         for name, value in lim.items():
@@ -539,6 +681,15 @@ def load_spec(target: str | os.PathLike[str], *, evaluator: Evaluator | None = N
         raise GovernanceFileError.from_problems(ordered)
     return Spec(tuple(rules), limits, per_tool, tuple(windows), secrets, custom, pricing, tuple(tests),
                 tuple(str(p) for p in files))
+
+
+def _check_version(doc: _Located, version: Any, problems: _Problems) -> None:
+    if version == 1 and not isinstance(version, bool):
+        return
+    if isinstance(version, str) and version.strip() == "1":
+        problems.add(doc.at("version"), "version must be the number 1, not the string '1'", "write version: 1, without quotes")
+    else:
+        problems.add(doc.at("version"), f"version {version!r} is not supported", "this Execord reads version: 1")
 
 
 def _check_pricing(doc: _Located, pricing: dict[str, Any], problems: _Problems,
@@ -587,6 +738,13 @@ def _tests(doc: _Located, raw: Any, problems: _Problems) -> Iterator[dict[str, A
         expect = case.get("expect")
         if not isinstance(case.get("context", {}), dict):
             problems.add(at("context"), f"test {case.get('name')!r}: context must be a mapping of variables", "e.g. context: {tool: {name: shell}}")
+            continue
+        context = case.get("context") or {}
+        flat = next((v.name for v in VARIABLES if v.fields is not None and context.get(v.name) is not None
+                     and not isinstance(context[v.name], dict)), None)
+        if flat:
+            problems.add(at("context", flat), f"test {case.get('name')!r}: context.{flat} must be a mapping of its fields",
+                         f"e.g. context: {{{flat}: {{...}}}}; docs/governance.md lists the fields under Variables")
             continue
         if isinstance(expect, dict):
             _unknown_keys(expect, ("decision", "rule"), lambda k, at=at: at("expect", k), "expect", problems)

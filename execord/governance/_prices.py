@@ -171,6 +171,10 @@ def _parse_doc_decimal(value: Any, where: str) -> Decimal:
     return Decimal(value)
 
 
+_MAX_PRICE = Decimal(1_000_000)  # USD per million tokens or per request; it keeps costs within exact integers
+_PRICE_PLACES = 20
+
+
 def _parse_amount(value: Any, where: str) -> Decimal:
     """An override amount (int, float, decimal string) as an exact non-negative Decimal."""
     if isinstance(value, bool):
@@ -192,6 +196,10 @@ def _parse_amount(value: Any, where: str) -> Decimal:
         raise ValueError(f"{where}: the amount must be finite, got {value!r}")
     if d < 0:
         raise ValueError(f"{where}: the amount must not be negative, got {value!r}")
+    if d > _MAX_PRICE:
+        raise ValueError(f"{where}: the amount is too large, got {value!r}: at most {_MAX_PRICE:,} USD")
+    if d != d.quantize(Decimal(1).scaleb(-_PRICE_PLACES)):
+        raise ValueError(f"{where}: the amount has more than {_PRICE_PLACES} decimal places, got {value!r}")
     return d
 
 

@@ -66,7 +66,8 @@ class Apply(BaseModel):
 def apply(request: Request, body: Apply, p: Annotated[Principal, Depends(require("admin"))]) -> Any:
     """A file that does not validate is a 422 listing every problem with its line."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, body.filename)
+        # A fixed name on disk: the caller's name may be longer in bytes than the filesystem allows.
+        path = os.path.join(tmp, "execord.yaml")
         with open(path, "w", encoding="utf-8") as f:
             f.write(body.source)
         try:
