@@ -73,11 +73,12 @@ def _ok(r: subprocess.CompletedProcess[str]) -> str:
     return r.stdout
 
 
-def assert_one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> str:
-    """Exit code 1, one line on stderr naming what is wrong, nothing on stdout, no traceback."""
+def assert_one_line_error(r: subprocess.CompletedProcess[str], *needles: str, code: int = 1) -> str:
+    """Exit code 1 (``code``: 2 for `execord verify`, whose 1 means a record that fails), one
+    line on stderr naming what is wrong, nothing on stdout, no traceback."""
     both = r.stdout + r.stderr
     assert "Traceback" not in both, both
-    assert r.returncode == 1, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    assert r.returncode == code, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{r.stderr}"
     assert r.stdout.strip() == "", f"nothing expected on stdout, got:\n{r.stdout}"
@@ -800,8 +801,8 @@ def test_missing_database(tmp_path: Path) -> None:
             pool.submit(run_cli, "verify", "--db", str(missing)),
             pool.submit(run_cli, "executions", "get", "01", env={"EXECORD_DB": str(missing)}),
         ]
-    for f in rs:
-        assert_one_line_error(f.result(), str(missing))
+    for f, code in zip(rs, (2, 1), strict=True):
+        assert_one_line_error(f.result(), str(missing), code=code)
     assert not missing.exists() and not missing.parent.exists()
 
 
@@ -813,7 +814,7 @@ def test_corrupt_database(tmp_path: Path) -> None:
         f_list = pool.submit(run_cli, "executions", "list", "--db", str(junk))
         f_verify = pool.submit(run_cli, "verify", "--db", str(junk))
     assert_one_line_error(f_list.result(), str(junk))
-    assert_one_line_error(f_verify.result(), str(junk))
+    assert_one_line_error(f_verify.result(), str(junk), code=2)
     assert junk.read_bytes() == before  # looking at it did not change it
 
 
@@ -849,7 +850,7 @@ def test_database_from_a_newer_schema(small: list[str], cli: Any, db_path: str) 
     ids=["since", "until-bad-iso", "label", "failure-class", "format-list", "format-verify"],
 )
 def test_bad_options(small: list[str], cli: Any, args: list[str], needle: str) -> None:
-    assert_one_line_error(cli(*args), needle)
+    assert_one_line_error(cli(*args), needle, code=2 if args[0] == "verify" else 1)
 
 
 # --- `execord verify BUNDLE` starts with the verifier only ---------------------------------
@@ -888,8 +889,8 @@ def test_the_plain_verify_command_line_is_read_as_typer_reads_it() -> None:
 
 
 def test_verify_output_is_the_same_through_either_path(tmp_path: Path) -> None:
-    """The same bundle checked through the plain path and through typer (--deep is accepted
-    with a bundle and changes nothing there) prints the same report."""
+    """The same bundle checked through the plain path and through typer (a ``--`` before the
+    bundle sends the command line to typer) prints the same report."""
     from execord.ledger import _log
     from execord.ledger._bundle import write_bundle
     from execord.ledger._note import Signer
@@ -913,7 +914,7 @@ def test_verify_output_is_the_same_through_either_path(tmp_path: Path) -> None:
     pub = tmp_path / "k.pub"
     pub.write_text(signer.verifier.text() + "\n")
     plain = run_cli("verify", str(bundle), "--key", str(pub))
-    typed = run_cli("verify", str(bundle), "--key", str(pub), "--deep")
+    typed = run_cli("verify", "--key", str(pub), "--", str(bundle))
     assert plain.returncode == typed.returncode == 0, plain.stderr + typed.stderr
     norm = re.compile(r"in \d+\.\d+s")
     assert norm.sub("", plain.stdout) == norm.sub("", typed.stdout)

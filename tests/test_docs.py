@@ -213,6 +213,7 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A folder where ``execord demo`` ran, and the id of the demo's ``refund`` execution."""
     folder = tmp_path_factory.mktemp("demo")
     assert _execord(["demo"], folder).returncode == 0
+    (folder / "none.yaml").write_text("version: 1\n", encoding="utf-8")  # docs/cli.md's file with no rules
     r = _execord(["executions", "list", "--workflow", "refund", "--format", "json"], folder)
     assert r.returncode == 0, r.stderr
     return folder, json.loads(r.stdout)[0]["id"]

@@ -1170,7 +1170,7 @@ def test_a_new_ledger_key_signs_the_erasures_again(world: World, tmp_path: Path)
            ("erasures.json", f"does not verify: the note carries no signature by key {ORIGIN} ({newer.key_id.hex()})"))
     assert "1 erasure not signed" in ok(ex("blobs", "sign-erasures", "--key", str(new / "ledger.key"), db=db))
     ok(ex("blobs", "sign-erasures", "--key", str(new / "ledger.key"), "--yes", db=db))
-    ok(ex("executions", "export", w.a, "--bundle", str(bundle), db=db))
+    ok(ex("executions", "export", w.a, "--bundle", str(bundle), "--force", db=db))  # again, over the first
     assert "VERIFIED" in ok(verify(w, bundle, "--key", str(new / "ledger.pub"), key=False))
     assert "OK" in ok(ex("verify", "--key", str(new / "ledger.pub"), db=db))
 
@@ -1244,7 +1244,7 @@ def test_sign_erasures_signs_what_an_older_execord_erased(world: World, tmp_path
         f"signed 1 erasure with {ORIGIN}"
     assert "every erasure is signed by" in ok(ex("blobs", "sign-erasures", "--key", str(w.key), db=db))
     assert "OK" in ok(ex("verify", "--key", str(w.pub), db=db))
-    ok(ex("executions", "export", w.a, "--bundle", str(bundle), db=db))
+    ok(ex("executions", "export", w.a, "--bundle", str(bundle), "--force", db=db))  # again, over the first
     out = ok(verify(w, bundle))
     assert "VERIFIED" in out and f"erased: {w.refund_output} at 2026-06-01T00:00:00.000000Z by dpo: old request" in out
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import Any
 
@@ -13,6 +12,7 @@ import typer.main
 import typer.models
 
 from ..errors import ExecordError
+from ._common import debug_enabled
 from ._demo import demo
 from ._serve import serve
 from ._verify import verify
@@ -148,7 +148,8 @@ def main() -> None:
         # Typer's own checks (a bad option value, a missing argument): one line, like ours.
         where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
         sys.stderr.write(f"execord: {exc.format_message()}{where}\n")
-        sys.exit(1)
+        # `execord verify` promises 1 for a record that fails: a mistyped command line is 2.
+        sys.exit(2 if sys.argv[1:2] == ["verify"] else 1)
     except _Abort:
         sys.stderr.write("execord: aborted\n")
         sys.exit(130)
@@ -159,8 +160,14 @@ def main() -> None:
         sys.stderr.write("execord: interrupted\n")
         sys.exit(130)
     except Exception as exc:
-        if os.environ.get("EXECORD_DEBUG"):
+        if debug_enabled():
             raise
+        if isinstance(exc, UnicodeEncodeError) and exc.reason == "surrogates not allowed":
+            # Bytes on the command line that are not UTF-8 reach Python as lone surrogates.
+            bad = ascii(exc.object[exc.start:exc.end].encode("utf-8", "surrogateescape"))
+            sys.stderr.write(f"execord: a value on the command line is not UTF-8 text (the bytes {bad}): "
+                             "give it as UTF-8\n")
+            sys.exit(1)
         sys.stderr.write(
             f"execord: internal error ({type(exc).__name__}: {exc}); "
             "rerun with EXECORD_DEBUG=1 for the traceback and report it\n"

@@ -38,6 +38,22 @@ def _local(db: str | None, key: Path | None) -> tuple[Any, Any]:
     return store, signer
 
 
+def _check_ledger_key(store: Any, signer: Any, key: Path | None) -> None:
+    """Refuse, before anything is deleted, a key other than the one that signed the store's
+    latest checkpoint: every bundle is checked under that checkpoint's key, and an erasure it
+    did not sign fails them all, while the bytes are gone for good."""
+    row = store.latest_checkpoint()
+    if row is None or row["verifier_key"] == signer.verifier.text():
+        return
+    raise ConfigError(
+        f"{key} is not this ledger's key: the store's latest checkpoint (of {row['tree_size']} leaves) is signed "
+        f"by {row['origin']} key {row['key_id']}, and {key} is {signer.name} key {signer.verifier.key_id.hex()}; "
+        "an erasure signed by another key makes every bundle fail verification, and the bytes cannot come back. "
+        "Nothing was erased. Pass the key that signs the checkpoints; after a new ledger key, sign a checkpoint "
+        "with it first (`execord ledger checkpoint --key NEW.key`), then erase with it"
+    )
+
+
 @app.command("erase")
 def erase(
     digest: Annotated[str, typer.Argument(help="The blob's digest, sha256:<64 hex>.", show_default=False)],
@@ -59,6 +75,7 @@ def erase(
         raise ConfigError(f"{digest[:80]!r} is not a blob digest: they look like sha256:<64 hex> "
                           "(see `execord executions export ID`)")
     store, signer = _local(db, key)
+    _check_ledger_key(store, signer, key)
     entry = _log.erase(store, digest, reason=reason, by=by or getpass.getuser(), signer=signer)
     if fmt == "json":
         print_json(entry)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -34,8 +37,24 @@ LedgerKeyOption = Annotated[
 _PIPE_WIDTH = max(int(os.environ.get("COLUMNS") or 0), 220)
 
 
+# Terminal control characters: C0 but newline and tab (layout, not commands), DEL, C1.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every terminal control character shown as its escape (ESC as ``\\x1b``):
+    a value someone recorded cannot recolour, move the cursor in, or rewrite a terminal."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 class _LazyConsole:
-    """A `rich.console.Console`, made (and rich imported) when a command first prints with it."""
+    """A `rich.console.Console`, made (and rich imported) when a command first prints with it.
+
+    Every string it prints, table cells included, goes through `visible` first; only the
+    styles rich adds itself reach the terminal as escape sequences. What is stored is unchanged.
+    """
 
     def __init__(self, *, stderr: bool):
         self._stderr = stderr
@@ -45,15 +64,18 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
+            class _Visible(Console):
+                def render_str(self, text: str, **kw: Any) -> Any:  # every str printed or in a cell
+                    return super().render_str(visible(text), **kw)
+
             stream = sys.stderr if self._stderr else sys.stdout
-            self._console = Console(stderr=self._stderr, highlight=False,
-                                    width=None if stream.isatty() else _PIPE_WIDTH)
+            self._console = _Visible(stderr=self._stderr, highlight=False,
+                                     width=None if stream.isatty() else _PIPE_WIDTH)
         return getattr(self._console, name)
 
 
 console: Any = _LazyConsole(stderr=False)
 err_console: Any = _LazyConsole(stderr=True)
-
 
 
 def check_format(fmt: str) -> str:
@@ -84,6 +106,89 @@ def store_from(db: str | None, *, create: bool = False) -> Store:
     store = open_store(db or DEFAULT_DB, create=create)
     reap(store)
     return store
+
+
+ForceOption = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")]
+
+
+def debug_enabled() -> bool:
+    """``EXECORD_DEBUG`` asks for tracebacks: set, and not 0, false, no, off or empty."""
+    return os.environ.get("EXECORD_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _store_files(store: Any) -> list[str]:
+    """The files of a local SQLite store (the database and its journals)."""
+    path = getattr(store, "path", None) if getattr(store, "backend", None) == "sqlite" else None
+    if not path or path == ":memory:":
+        return []
+    return [path + suffix for suffix in ("", "-wal", "-shm", "-journal")]
+
+
+def check_output(path: Path, *, force: bool, store: Any = None) -> None:
+    """Refuse to write onto the store's own files (whatever ``force`` says) and to replace an
+    existing file unless ``force``: an export must never lose what was recorded."""
+    for own in _store_files(store):
+        same = os.path.realpath(own) == os.path.realpath(path)
+        if not same and os.path.exists(path) and os.path.exists(own):
+            try:
+                same = os.path.samefile(own, path)
+            except OSError:
+                pass
+        if same:
+            raise ConfigError(f"{path} is the store's own file ({own}): writing there would destroy the record; "
+                              "choose another output file")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder: give the file to write, e.g. {path / 'export.zip'}")
+    if os.path.lexists(path) and not force:
+        raise ConfigError(f"{path} exists; pass --force to replace it")
+
+
+def write_atomic(path: Path, write: Any, *, replace: bool = False) -> int:
+    """Write a file through a temporary one in the same folder, moved to ``path`` once
+    complete: a failed write leaves no half file (and the old file, if any, as it was).
+    Without ``replace``, a file that appeared at ``path`` meanwhile is not replaced either.
+    ``write`` is bytes, or a function writing to a binary file; returns the bytes written."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if isinstance(write, bytes | bytearray):
+                fh.write(write)
+            else:
+                write(fh)
+            size = fh.tell()
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would have made it, not mkstemp's 0600
+        _move(tmp, path, replace=replace)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    return size
+
+
+def _move(tmp: str, path: Path, *, replace: bool) -> None:
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # fails if path exists: nothing is replaced that appeared meanwhile
+    except FileExistsError:
+        raise ConfigError(f"{path} exists; pass --force to replace it") from None
+    except OSError:  # a file system without hard links
+        if os.path.lexists(path):
+            raise ConfigError(f"{path} exists; pass --force to replace it") from None
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)
 
 
 def print_json(value: Any) -> None:

@@ -144,6 +144,10 @@ def demo(
 
     Example: execord demo && execord executions list
     """
+    import shlex
+
+    from rich.markup import escape
+
     from ..store import DEFAULT_DB
 
     fmt = check_format(fmt)
@@ -156,5 +160,8 @@ def demo(
         return
     console.print(f"recorded {len(ids)} executions {'through ' + url if url else 'into ' + path}"
                   f" in {time.perf_counter() - t0:.1f}s")
-    console.print("next: [bold]execord executions list[/bold]  ·  "
-                  f"[bold]execord executions get {ids[0][:13]}[/bold]  ·  [bold]execord verify[/bold]")
+    # With another store than the default, the next commands must name it too.
+    where = "" if url or path == DEFAULT_DB else f" --db {escape(shlex.quote(path))}"
+    console.print(f"next: [bold]execord executions list{where}[/bold]  ·  "
+                  f"[bold]execord executions get {ids[0][:13]}{where}[/bold]  ·  [bold]execord verify{where}[/bold]",
+                  soft_wrap=True)

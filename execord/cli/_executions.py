@@ -28,14 +28,17 @@ from ..store import (
 from ..store._query import parse_labels, parse_when
 from ._common import (
     DbOption,
+    ForceOption,
     FormatOption,
     check_format,
+    check_output,
     console,
     fmt_time,
     is_tty,
     print_json,
     status_text,
     store_from,
+    write_atomic,
 )
 
 app = typer.Typer(help="Find, inspect, follow, replay and export executions.", no_args_is_help=True)
@@ -315,25 +318,36 @@ def export(
     key: Annotated[Path | None, typer.Option("--key", "-k", envvar="EXECORD_LEDGER_KEY", show_default=False,
                                              help="The ledger key, to sign a fresh checkpoint when none covers "
                                                   "the executions yet (env EXECORD_LEDGER_KEY).")] = None,
+    force: ForceOption = False,
     db: DbOption = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="json (the record) or html (a report for an "
-                                                            "audit package).", case_sensitive=False)] = "json",
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="json (the record; the default) or html (a "
+                                                                   "report for an audit package).",
+                                            case_sensitive=False, show_default=False)] = None,
 ) -> None:
     """Export executions: one as JSON or an HTML report, or several as a verifiable bundle.
 
     Example: execord executions export 01a2b3 -o incident-4312.json
     """
-    fmt = fmt.lower()
+    if bundle is not None and output is not None:
+        raise ConfigError("--bundle and --output both name the file to write: give --bundle FILE.zip for a "
+                          "verifiable bundle, or -o FILE for a JSON or HTML export of one execution")
+    if bundle is not None and fmt is not None:
+        raise ConfigError(f"--format {fmt} does not apply to a bundle (a zip that `execord verify` checks): leave "
+                          "--format out, or drop --bundle for a JSON or HTML export of one execution")
+    fmt = (fmt or "json").lower()
     if fmt not in ("json", "html"):
         raise ConfigError(f"unknown --format {fmt!r} for an export: use json or html (or --bundle FILE.zip)")
     store = store_from(db)
-    ids = [store.resolve_id(x) for x in execution_ids]
+    ids = list(dict.fromkeys(store.resolve_id(x) for x in execution_ids))  # one execution named twice is one
     if bundle is not None:
-        _export_bundle(store, ids, bundle, key)
+        check_output(bundle, force=force, store=store)
+        _export_bundle(store, ids, bundle, key, force)
         return
     if len(ids) > 1:
         raise ConfigError("a JSON or HTML export holds one execution: give one id, or --bundle FILE.zip for several")
     eid = ids[0]
+    if output is not None:
+        check_output(output, force=force, store=store)
     if fmt == "html":
         if getattr(store, "remote", False):
             data = store.api.call("GET", f"executions/{eid}/report", raw=True)
@@ -346,29 +360,20 @@ def export(
     if output is None:
         sys.stdout.buffer.write(data)
         return
-    _write(output, data)
-    console.print(f"wrote {output} ({len(data)} bytes)")
+    write_atomic(output, data, replace=force)
+    console.print(f"wrote {output} ({len(data)} bytes)", markup=False)
 
 
-def _write(path: Path, data: bytes) -> None:
-    try:
-        path.write_bytes(data)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
-
-
-def _export_bundle(store: Any, ids: list[str], path: Path, key: Path | None) -> None:
+def _export_bundle(store: Any, ids: list[str], path: Path, key: Path | None, force: bool) -> None:
     if getattr(store, "remote", False):
         data = store.api.call("POST", "bundles", json={"execution_ids": ids}, raw=True, timeout=600)
-        _write(path, data)
+        write_atomic(path, data, replace=force)
     else:
         from ..ledger import _log
         from ..ledger._bundle import write_bundle
 
-        try:
-            write_bundle(store, ids, path, signer=_log.read_signer(key) if key else None)
-        except OSError as exc:
-            raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+        signer = _log.read_signer(key) if key else None
+        write_atomic(path, lambda fh: write_bundle(store, ids, fh, signer=signer), replace=force)
     console.print(f"wrote {path}: {len(ids)} executions; verify with `execord verify {path} --key ledger.pub`",
                   markup=False)
 

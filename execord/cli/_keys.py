@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..errors import ConfigError
 from ..store._keys import SCOPES, parse_scopes
 from ._common import DbOption, FormatOption, check_format, console, print_json, store_from
 from ._governance import _user
@@ -80,6 +82,10 @@ def revoke(
     Example: execord keys revoke ek_1a2b3c4d5e6f
     """
     fmt = check_format(fmt)
+    whole = re.match(r"(ek_[0-9a-f]{6,32})_.", key_id.strip())
+    if whole:  # never repeat the secret: it would land in the terminal's scrollback and in logs
+        raise ConfigError(f"that looks like a whole key; pass its id {whole.group(1)} (`execord keys list` shows "
+                          "the ids)")
     row = store_from(db).revoke_key(key_id)
     if fmt == "json":
         print_json(row)

@@ -63,6 +63,11 @@ def serve(
 
     if log_level not in ("critical", "error", "warning", "info", "debug"):
         raise ConfigError(f"--log-level {log_level!r}: use critical, error, warning, info or debug")
+    signer = None
+    if ledger_key is not None:  # before the store: a bad key file makes no store and no admin key
+        from ..ledger._log import read_signer
+
+        signer = read_signer(ledger_key)
     store = open_store(db or DEFAULT_DB, pool_size=pool_size)
     made = bootstrap_admin(store, os.environ.get("EXECORD_ADMIN_KEY"))
     if made is not None:
@@ -72,11 +77,6 @@ def serve(
             "  export EXECORD_API_KEY=<that key>; make narrower ones with `execord keys create`.\n"
         )
         sys.stderr.flush()
-    signer = None
-    if ledger_key is not None:
-        from ..ledger._log import read_signer
-
-        signer = read_signer(ledger_key)
     app = create_app(store, ServerSettings(reap_interval_s=reap_interval, ledger_signer=signer,
                                            checkpoint_every=checkpoint_every,
                                            checkpoint_interval_s=checkpoint_interval))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ExecordError
 from ._common import (
     DbOption,
     FormatOption,
@@ -18,6 +19,7 @@ from ._common import (
     err_console,
     print_json,
     store_from,
+    visible,
 )
 
 
@@ -36,10 +38,39 @@ def verify(
 
     Example: execord verify incident-4312.zip --key ledger.pub
     """
-    fmt = check_format(fmt)
+    try:
+        fmt = check_format(fmt)
+    except ConfigError as exc:
+        _unusable(str(exc), "table")
+    if key is not None and not key.strip():
+        _unusable("--key is empty (was the variable holding it unset?): give the ledger's .pub file or its "
+                  "one-line text, or leave --key out", fmt)
     if bundle is not None:
+        # EXECORD_DB in the environment is not a --db given with the bundle.
+        stray = [name for name, given in (("--deep", deep), ("--db", db is not None and db != os.environ.get("EXECORD_DB")))
+                 if given]
+        if stray:
+            _unusable(f"{' and '.join(stray)} {'applies' if len(stray) == 1 else 'apply'} to checking a store, not a "
+                      "bundle: with a bundle give --key, --pinned and --format (or leave the bundle out to check "
+                      "the store)", fmt)
         _verify_bundle(bundle, key, pinned, fmt)
         return
+    try:
+        _verify_store(key, pinned, deep, db, fmt)
+    except ExecordError as exc:  # the store or the key cannot be used: no verdict on the record
+        _unusable(str(exc), fmt)
+
+
+def _unusable(message: str, fmt: str) -> NoReturn:
+    """Nothing could be checked: say why, exit 2 (1 says the record failed)."""
+    if fmt == "json":
+        print_json({"ok": False, "unusable": message})
+    else:
+        _say(f"execord: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _verify_store(key: str | None, pinned: Path | None, deep: bool, db: str | None, fmt: str) -> None:
     if pinned is not None:
         raise ConfigError("--pinned checks a bundle: give the bundle file too")
     from ..ledger import _log
@@ -49,7 +80,7 @@ def verify(
     if getattr(store, "remote", False):
         raise ConfigError("execord verify re-hashes a store itself, not through the API: pass --db with the "
                           "SQLite file or the postgresql:// URL of the server's store")
-    verifier = _log.read_verifier(key) if key else None
+    verifier = _log.read_verifier(key) if key is not None else None
     t0 = time.perf_counter()
     report = verify_store(store, deep=deep)
     ledger = _log.verify_ledger(store, verifier)
@@ -86,8 +117,9 @@ def verify(
 
 
 def _say(line: str, *, err: bool = False) -> None:
-    """One line of plain text, as written (no markup, no wrapping)."""
-    (sys.stderr if err else sys.stdout).write(line + "\n")
+    """One line of plain text, as written (no markup, no wrapping), its control characters
+    shown as escapes: a bundle's text (an erasure's reason, say) cannot drive the terminal."""
+    (sys.stderr if err else sys.stdout).write(visible(line) + "\n")
 
 
 def _verify_bundle(bundle: Path, key: str | None, pinned: Path | None, fmt: str) -> None:
@@ -97,7 +129,7 @@ def _verify_bundle(bundle: Path, key: str | None, pinned: Path | None, fmt: str)
     from ..ledger._verify import BundleUnusable, verify_bundle
 
     try:
-        verifier = _log.read_verifier(key) if key else None
+        verifier = _log.read_verifier(key) if key is not None else None
         pin = pinned.read_bytes() if pinned is not None else None
         report = verify_bundle(str(bundle), key=verifier, pinned=pin)
     except (BundleUnusable, ConfigError) as exc:

@@ -82,6 +82,8 @@ def consistency(store: Any, old_size: int, new_size: int | None = None) -> dict[
         new_size = store.ledger_size()
     if not 0 <= old_size <= new_size:
         raise LedgerError(f"a consistency proof goes from a smaller tree to a larger one: {old_size} → {new_size}")
+    if new_size >= 1 << 63:  # past what the database holds, so past any ledger: say so before asking it
+        _check_size(store.ledger_size(), new_size)
     plan = _tree.consistency_plan(old_size, new_size)
     old_keys = _tree.root_plan(old_size)
     new_keys = _tree.root_plan(new_size)
@@ -217,10 +219,31 @@ def sign_erasures(store: Any, signer: Signer, digests: list[str]) -> list[dict[s
 
 # -- keys -------------------------------------------------------------------------------------------
 
+_KEY_FILE_LIMIT = 64 * 1024  # a key file is one line; anything larger is not one
+
+
+def _key_text(path: str | os.PathLike[str], made_by: str) -> str:
+    """The text of a key file, or `ConfigError` naming the file and what is wrong with it
+    (`OSError` when it cannot be read at all, for the caller to word)."""
+    with open(path, "rb") as fh:
+        data = fh.read(_KEY_FILE_LIMIT + 1)
+    if len(data) > _KEY_FILE_LIMIT:
+        raise ConfigError(f"{path} is not a ledger key file: it is larger than {_KEY_FILE_LIMIT // 1024} KB, and a "
+                          f"key is one line (give {made_by})")
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise ConfigError(f"{path} is not a ledger key file: it starts with a UTF-8 byte-order mark, which an "
+                          f"editor added; save it as UTF-8 without a BOM, or use {made_by} as it was written")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a ledger key file: it is not UTF-8 text (byte {exc.start} is "
+                          f"0x{data[exc.start]:02x}); give {made_by}") from None
+
+
 def read_signer(path: str | os.PathLike[str]) -> Signer:
     """The signer key in a ``.key`` file; `ConfigError` when unreadable or malformed."""
     try:
-        text = Path(path).read_text()
+        text = _key_text(path, "the .key file `execord ledger keygen` wrote")
     except OSError as exc:
         raise ConfigError(f"cannot read the ledger key {path}: {exc.strerror}; make one with "
                           "`execord ledger keygen`") from None
@@ -233,9 +256,12 @@ def read_signer(path: str | os.PathLike[str]) -> Signer:
 def read_verifier(value: str | os.PathLike[str]) -> Verifier:
     """A verifier key given as a ``.pub`` file or as the key text itself."""
     text = str(value)
+    if not text.strip():
+        raise ConfigError("the public key is empty: give the ledger's .pub file or its one-line text "
+                          "(is the variable you passed it in unset?)")
     if "+" not in text or os.path.exists(text):
         try:
-            text = Path(value).read_text()
+            text = _key_text(value, "the .pub file `execord ledger keygen` wrote")
         except OSError as exc:
             raise ConfigError(f"cannot read the public key {value}: {exc.strerror}") from None
     try:
@@ -254,20 +280,32 @@ def write_keys(signer: Signer, out_dir: str | os.PathLike[str], stem: str = "led
                force: bool = False) -> tuple[Path, Path]:
     """Write ``<stem>.key`` (mode 0600) and ``<stem>.pub``; refuse to overwrite unless ``force``."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file, not a folder: --out names the folder to write {stem}.key and "
+                          f"{stem}.pub in")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot make the folder {out}: {exc.strerror} (a part of the path is a file, or not "
+                          "writable); --out names the folder to write the key files in") from None
     key, pub = out / f"{stem}.key", out / f"{stem}.pub"
     for p in (key, pub):
         if p.exists() and not force:
             raise ConfigError(f"{p} exists: a new key would orphan every checkpoint signed with the old one "
                               "(pass --force to replace it anyway)")
+        if p.is_dir():
+            raise ConfigError(f"{p} is a folder: remove it or choose another --out")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    fd = os.open(key, flags, 0o600)
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (signer.text() + "\n").encode())
-    finally:
-        os.close(fd)
-    pub.write_text(signer.verifier.text() + "\n")
+        fd = os.open(key, flags, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, (signer.text() + "\n").encode())
+        finally:
+            os.close(fd)
+        pub.write_text(signer.verifier.text() + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the key files in {out}: {exc.strerror}") from None
     return key, pub
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from ..errors import InvalidInput, SchemaTooNew, StoreError, StoreUnavailable
+from ..errors import ConfigError, InvalidInput, SchemaTooNew, StoreError, StoreUnavailable
 from ._ledger import LEDGER_LOCK, backfill
 from ._projection import Tip
 from ._schema_pg import PG_MIGRATIONS
@@ -88,6 +89,8 @@ class PostgresStore(SQLStore):
         self.target = url  # what `open_store` takes to open this store again
         self.path = None
         self._where = _redact_url(url)
+        _check_url(url, self._where)
+        _probe(url, self._where, timeout)
         try:
             self._pool = ConnectionPool(
                 url, min_size=min_size, max_size=max_size, timeout=timeout, open=True,
@@ -219,6 +222,37 @@ class PostgresStore(SQLStore):
         conn = psycopg.connect(self.url, autocommit=True)
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         return conn
+
+
+def _one_line(exc: BaseException, url: str, where: str) -> str:
+    """A driver message on one line, without the URL's password."""
+    return " ".join(str(exc).replace(url, where).split())
+
+
+def _check_url(url: str, where: str) -> None:
+    """Refuse a URL libpq cannot read, or one that names no database: libpq would then open
+    its default database (the user's name) and the schema would be made there."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise ConfigError(f"{where} is not a PostgreSQL URL libpq can read: {_one_line(exc, url, where)} "
+                          "(the form is postgresql://user@host:5432/DBNAME)") from None
+    if not (params.get("dbname") or params.get("service") or os.environ.get("PGDATABASE")
+            or os.environ.get("PGSERVICE")):
+        raise ConfigError(f"the PostgreSQL URL {where} has no database name (libpq would open its default "
+                          "database): name the database: postgresql://user@host:5432/DBNAME")
+
+
+def _probe(url: str, where: str, timeout: float) -> None:
+    """One plain connection first: a wrong host, port, database, user or option fails here at
+    once, with the server's own words, instead of as the pool's retries and its timeout."""
+    try:
+        psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(min(timeout, 5)))).close()
+    except psycopg.Error as exc:
+        raise StoreUnavailable(f"PostgreSQL at {where} cannot be reached or used: "
+                               f"{_one_line(exc, url, where)}") from None
 
 
 def _custom_plans(conn: psycopg.Connection[Any]) -> None:

@@ -39,6 +39,19 @@ def _map_operational(exc: sqlite3.Error, path: str) -> StoreError:
     return StoreUnavailable(f"the database {path} cannot be used: {text}")
 
 
+def _empty_file(path: str) -> bool:
+    """A 0-byte file (with no write-ahead log holding its first pages)."""
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path):
+            return False
+    except OSError:
+        return False  # gone meanwhile: opening it says so
+    try:
+        return not os.path.getsize(path + "-wal")
+    except OSError:
+        return True  # no -wal beside it
+
+
 class SQLiteStore(SQLStore):
     """The `Store` over one SQLite file.
 
@@ -68,6 +81,12 @@ class SQLiteStore(SQLStore):
                     "`execord demo` first, or pass --db / set EXECORD_DB"
                 )
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        elif not create and self.path != ":memory:" and _empty_file(self.path):
+            # SQLite would take an empty file as a new database and write the schema into it.
+            raise StoreUnavailable(
+                f"{self.path} is empty, not an Execord database: pass --db / set EXECORD_DB to the store's "
+                "file, or run an instrumented agent or `execord demo` to make one"
+            )
         try:
             self._conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False,
