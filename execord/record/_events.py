@@ -196,14 +196,19 @@ def build_event(
     )
 
 
-def parse_event(body: bytes, hash_: bytes) -> Event:
-    """Rebuild an `Event` from stored canonical bytes and hash (no re-serialization)."""
+def _json_object(body: bytes, what: str) -> dict[str, Any]:
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise InvalidEvent(f"stored event is not JSON: {exc}") from exc
+        raise InvalidEvent(f"{what} is not JSON: {exc}") from None
     if type(obj) is not dict:
-        raise InvalidEvent("stored event is not a JSON object")
+        raise InvalidEvent(f"{what} is not a JSON object")
+    return obj
+
+
+def parse_event(body: bytes, hash_: bytes) -> Event:
+    """Rebuild an `Event` from stored canonical bytes and hash (no re-serialization)."""
+    obj = _json_object(body, "stored event")
     try:
         return Event(
             obj["execution_id"], obj["seq"], obj["type"], obj["ts"], obj.get("step_id"),
@@ -348,12 +353,7 @@ def check_event(body: bytes, hash_: bytes) -> Event:
     ...
     execord.record._errors.InvalidEvent: execution_id must be an execution id (a lowercase UUID), not missing
     """
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidEvent(f"the body is not JSON: {exc}") from None
-    if type(obj) is not dict:
-        raise InvalidEvent("the body must be a JSON object (the event without its hash)")
+    obj = _json_object(body, "the body (the event without its hash)")
     extra = sorted(set(obj) - _ENVELOPE_KEYS)
     if extra:
         raise InvalidEvent(f"unknown member(s) {', '.join(map(repr, extra))}; an event has "
