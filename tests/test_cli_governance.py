@@ -395,6 +395,9 @@ def test_approvals_list_approve_and_reject(cli: Any, waiting: Any) -> None:
     assert row["id"] in table[1] and 'tool issue_refund({"order":"A-9","amount":5000})' in table[1]
     assert "finance" in table[1] and table[1].rstrip().endswith("pending") and re.search(r" [01]m[0-5]\ds ", table[1])
 
+    # A decision cannot be undone: a 2-character prefix that only this pending one has is refused.
+    one_line_error(cli("approvals", "approve", row["id"][:2]), "give at least 6 characters of the approval id")
+    assert [r["status"] for r in pending(cli)] == ["pending"]
     decided = as_json(cli("approvals", "approve", row["id"][:16], "-m", "customer verified", "--reviewer", "alice",
                           "--format", "json"))
     assert set(decided) == APPROVAL_KEYS
@@ -420,8 +423,9 @@ def test_approvals_list_approve_and_reject(cli: Any, waiting: Any) -> None:
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    (("approvals", "approve", "0000"), "no approval 0000"),
-    (("approvals", "reject", "0000", "--comment", "no"), "no approval 0000"),
+    (("approvals", "approve", "000000"), "no approval 000000"),
+    (("approvals", "reject", "000000", "--comment", "no"), "no approval 000000"),
+    (("approvals", "approve", "01a2"), "give at least 6 characters of the approval id"),
     (("approvals", "list", "--status", "maybe"), "--status 'maybe'"),
     (("approvals", "list", "--format", "yaml"), "unknown --format 'yaml'"),
 ])

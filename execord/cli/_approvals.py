@@ -56,8 +56,18 @@ def list_approvals(
     console.print(table)
 
 
+#: A decision cannot be undone: a prefix must be long enough that it names the approval meant,
+#: not whichever happens to be the only pending one.
+MIN_PREFIX = 6
+
+
 def _decide(approval_id: str, decision: str, reviewer: str | None, comment: str | None, db: str | None, fmt: str) -> None:
     fmt = check_format(fmt)
+    if len(approval_id.replace("-", "")) < MIN_PREFIX:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"give at least {MIN_PREFIX} characters of the approval id, not {approval_id!r}: a decision "
+                          "cannot be undone (`execord approvals list` shows the ids)")
     store = store_from(db)
     full = store.get_approval(approval_id)["id"]
     row = store.decide_approval(full, decision, reviewer=reviewer or _user(), comment=comment)
