@@ -494,3 +494,19 @@ def test_bytes_on_the_command_line_that_are_not_utf8_are_named(tmp_path: Path) -
                         b"evil\x9b", b"--db", bytes(db)], capture_output=True, text=True, env=env, timeout=60)
     error(r, "a value on the command line is not UTF-8 text", "\\x9b", "give it as UTF-8")
     assert json.loads(ok(run_cli("governance", "history", "--db", str(db), "--format", "json"))) == []
+
+
+def test_serve_on_a_port_in_use_fails_before_it_makes_a_store_or_an_admin_key(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        db = tmp_path / "fresh.db"
+        r = run_cli("serve", "--db", str(db), "--port", str(port), timeout=30)
+    error(r, f"cannot listen on 127.0.0.1:{port}", "choose another --port")
+    assert not db.exists() and "admin key" not in r.stderr
+    r = run_cli("serve", "--db", str(db), "--host", "not a host", timeout=30)
+    error(r, "--host 'not a host' is not an address to listen on")
+    assert not db.exists()

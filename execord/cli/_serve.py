@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -63,6 +64,8 @@ def serve(
 
     if log_level not in ("critical", "error", "warning", "info", "debug"):
         raise ConfigError(f"--log-level {log_level!r}: use critical, error, warning, info or debug")
+    sock = _listen(host, port)  # first: a port in use makes no store and prints no admin key
+    port = sock.getsockname()[1]
     signer = None
     if ledger_key is not None:  # before the store: a bad key file makes no store and no admin key
         from ..ledger._log import read_signer
@@ -85,5 +88,25 @@ def serve(
     sys.stderr.flush()
     # h11, not httptools: h11 stops reading a request head that grows past the limit (httptools
     # would read headers of any size into memory); the app answers a smaller oversize one 431.
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug",
-                timeout_graceful_shutdown=5, http="h11", h11_max_incomplete_event_size=Limits().max_head_bytes)
+    config = uvicorn.Config(app, log_level=log_level, access_log=log_level == "debug", timeout_graceful_shutdown=5,
+                            http="h11", h11_max_incomplete_event_size=Limits().max_head_bytes)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else is done (uvicorn serves on it)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"--host {host!r} is not an address to listen on ({getattr(exc, 'strerror', None) or exc}): "
+                          "give an IP address such as 127.0.0.1 or 0.0.0.0, or a host name of this machine") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another server running there? "
+                          "choose another --port)") from None
+    return sock
