@@ -510,22 +510,3 @@ def test_serve_on_a_port_in_use_fails_before_it_makes_a_store_or_an_admin_key(tm
     r = run_cli("serve", "--db", str(db), "--host", "not a host", timeout=30)
     error(r, "--host 'not a host' is not an address to listen on")
     assert not db.exists()
-
-
-def test_a_read_command_makes_no_tables_in_a_database_without_a_store() -> None:
-    import psycopg
-
-    name = f"execord_noschema_{os.getpid()}"
-    with closing(psycopg.connect(PG_ADMIN_URL, autocommit=True)) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-        for args in (("executions", "list"), ("verify",), ("keys", "list")):
-            r = run_cli(*args, "--db", url)
-            assert "holds no Execord store" in r.stderr and r.returncode in (1, 2), (args, r.stderr)
-        with closing(psycopg.connect(url)) as conn:
-            tables = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
-            assert tables.fetchone() == (0,)
-    finally:
-        with closing(psycopg.connect(PG_ADMIN_URL, autocommit=True)) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

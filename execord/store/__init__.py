@@ -29,8 +29,7 @@ def open_store(target: str | os.PathLike[str] | None = None, *, create: bool = T
 
     Args:
         target: a file path, ``sqlite:///path``, ``postgresql://…``, or None for the default.
-        create: create a missing SQLite file (or the schema in a PostgreSQL database that has
-            none); otherwise a missing or empty file, or a database without a store, is an error.
+        create: create a missing SQLite file; otherwise a missing file is an error.
         busy_timeout_ms: how long a write waits for another process's lock.
         pool_size: PostgreSQL only: the most connections the store opens.
     """
@@ -38,7 +37,7 @@ def open_store(target: str | os.PathLike[str] | None = None, *, create: bool = T
     if path.startswith(("postgresql://", "postgres://")):
         from ._postgres import PostgresStore
 
-        return PostgresStore(path, max_size=pool_size, create=create)  # type: ignore[return-value]
+        return PostgresStore(path, max_size=pool_size)  # type: ignore[return-value]
     if path.startswith("sqlite:///"):
         path = path[len("sqlite:///"):]
     return SQLiteStore(path, create=create, busy_timeout_ms=busy_timeout_ms)

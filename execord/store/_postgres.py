@@ -83,10 +83,8 @@ class PostgresStore(SQLStore):
     _cache_tips = False  # other replicas append too: the tip is read under the lock
     _integrity = (psycopg.errors.UniqueViolation,)
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 10.0,
-                 create: bool = True):
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 10.0):
         super().__init__()
-        self._create = create
         self.url = url
         self.target = url  # what `open_store` takes to open this store again
         self.path = None
@@ -123,10 +121,6 @@ class PostgresStore(SQLStore):
             raise SchemaTooNew(found, SCHEMA_VERSION)
         if found == SCHEMA_VERSION:
             return  # nothing to do, so no DDL: a least-privilege role opens the store too
-        if found == 0 and not self._create:
-            raise ConfigError(f"PostgreSQL at {self._where} holds no Execord store (no execord_meta table): this "
-                              "command reads a store and makes none; check the database name, or make the store "
-                              "with `execord serve --db URL` or an agent that records there")
         with self._pool.connection() as conn, conn.transaction():
             # One migrator at a time; the others wait here, then find nothing left to do.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
