@@ -11,6 +11,7 @@ import orjson
 
 from ._canonical import canonical_event
 from ._errors import InvalidEvent
+from ._ids import is_uuid
 
 SCHEMA_VERSION = 1
 
@@ -225,7 +226,6 @@ _MAX_COUNT = 2**63 - 1
 _ENVELOPE_KEYS = frozenset({"v", "execution_id", "seq", "type", "ts", "step_id", "parent_step_id", "attrs", "prev_hash"})
 _TS = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.\d{6}Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 Check = Callable[[Any], bool]
 
@@ -284,7 +284,7 @@ _ATTR_TYPES: dict[str, tuple[tuple[str, Check, str], ...]] = {
         ("workflow", _obj({"name": _NAME, "version": _OPT_NAME}, ("name",)),
          "an object {name, version}: name a non-empty string of at most 256 characters, version one or null"),
         ("execution_type", _opt(_text(64)), "a string of at most 64 characters, or null"),
-        ("parent_execution_id", _opt(lambda v: type(v) is str and _UUID.fullmatch(v) is not None),
+        ("parent_execution_id", _opt(is_uuid),
          "an execution id (a lowercase UUID), or null"),
         ("labels", _opt(lambda v: type(v) is dict and len(v) <= 50 and all(
             0 < len(k) <= 256 and type(x) is str and len(x) <= 1024 for k, x in v.items())),
@@ -365,7 +365,7 @@ def check_event(body: bytes, hash_: bytes) -> Event:
             raise InvalidEvent(f"{key} must be {what}, not {got}")
 
     eid, seq, ts = obj.get("execution_id"), obj.get("seq"), obj.get("ts")
-    need("execution_id", type(eid) is str and _UUID.fullmatch(eid) is not None, "an execution id (a lowercase UUID)")
+    need("execution_id", is_uuid(eid), "an execution id (a lowercase UUID)")
     need("v", type(obj.get("v")) is int and obj["v"] == SCHEMA_VERSION, f"{SCHEMA_VERSION} (the schema version)")
     need("seq", type(seq) is int and 0 <= seq <= MAX_SEQ, f"a whole number from 0 to {MAX_SEQ}")
     need("ts", is_event_ts(ts), "RFC 3339 UTC with microseconds, like 2026-01-31T12:00:00.000000Z")

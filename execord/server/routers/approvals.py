@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from ...errors import ApprovalError
+from ...record._ids import UUID_PATTERN
 from .._auth import Principal, require
 from .._deps import store_of
 
@@ -23,7 +24,7 @@ _POLL_S = 0.2
 def list_approvals(request: Request, p: Annotated[Principal, Depends(require("read", "approve"))],
                    status: Literal["pending", "approved", "rejected", "expired", "any"] = "pending",
                    execution_id: str | None = Query(None, min_length=36, max_length=36,
-                                                    pattern="^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+                                                    pattern=f"^{UUID_PATTERN}$"),
                    limit: int = Query(100, ge=1, le=500)) -> Any:
     store = store_of(request)
     rows = store.list_approvals(status=None if status == "any" else status, project=p.project,

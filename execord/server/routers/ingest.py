@@ -22,6 +22,7 @@ from ...errors import (
 )
 from ...record import Blob, Event, check_event, make_blob, now_ts, now_us, ts_to_us
 from ...record._errors import InvalidEvent
+from ...record._ids import UUID_PATTERN
 from ...runtime._governed import (
     Governed,
     Pinned,
@@ -226,7 +227,7 @@ def _ingest(request: Request, p: Principal, raw: bytes) -> Any:
 # -- admission ------------------------------------------------------------------------------------
 
 
-_UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_UUID = f"^{UUID_PATTERN}$"
 
 
 class AgentInfo(BaseModel):
